@@ -1,0 +1,533 @@
+"""`digest ...`: the command line. A thin shell over digest.jobs; no logic of its own."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from digest import config, jobs
+from digest.errors import DigestError
+from digest.models import Edition, Pick
+from digest.send.ledger import SendReport
+from digest.store import Store
+
+app = typer.Typer(
+    help="The daily news digest: collect stories, rank them, render the email, send it once.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+subscribers_app = typer.Typer(
+    help="Import, export, list, add and remove subscribers.", no_args_is_help=True
+)
+app.add_typer(subscribers_app, name="subscribers")
+
+console = Console()
+err = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option("--config", "-c", help="The newsroom's settings file.", envvar="DIGEST_CONFIG"),
+]
+DateOption = Annotated[
+    str | None,
+    typer.Option("--date", help="The edition's local date, YYYY-MM-DD (default: today there)."),
+]
+T = TypeVar("T")
+
+
+class _OneLine(logging.Formatter):
+    """`warning: <file>: line 7: ...`: one line per problem, never wrapped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage().replace("\n", " ")
+        if record.levelno >= logging.WARNING:
+            return f"{record.levelname.lower()}: {message}"
+        return message
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLine())
+    root = logging.getLogger("digest")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+
+
+@contextmanager
+def _session(config_path: Path) -> Iterator[tuple[config.Settings, Store]]:
+    """Load settings and open the store; turn our errors into one line and an exit status."""
+    _setup_logging()
+    try:
+        settings = config.load(config_path)
+        store = jobs.open_store(settings)
+        try:
+            yield settings, store
+        finally:
+            store.close()
+    except DigestError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def _day(settings: config.Settings, value: str | None) -> date:
+    if value is None:
+        return jobs.today(settings)
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        err.print(f"[red]error:[/red] --date {value!r} is not a date; use YYYY-MM-DD")
+        raise typer.Exit(2) from None
+
+
+def _pick_row(pick: Pick) -> list[str]:
+    b = pick.breakdown
+    return [
+        str(pick.position),
+        pick.story.title[:70],
+        pick.story.section,
+        f"{pick.score:.3f}",
+        " ".join(f"{k[:4]}={v:.2f}" for k, v in b.items() if k != "total"),
+        str(pick.views),
+    ]
+
+
+def _edition_json(edition: Edition) -> dict[str, Any]:
+    def pick(p: Pick) -> dict[str, Any]:
+        return {
+            "position": p.position,
+            "title": p.story.title,
+            "url": p.story.url,
+            "section": p.story.section,
+            "published_at": p.story.published_at.isoformat(),
+            "score": p.score,
+            "breakdown": p.breakdown,
+            "views": p.views,
+        }
+
+    return {
+        "edition": edition.name,
+        "send_at": edition.send_at.isoformat(),
+        "window": [edition.window_start.isoformat(), edition.window_end.isoformat()],
+        "subject": edition.subject,
+        "preheader": edition.preheader,
+        "status": edition.status,
+        "lead": pick(edition.lead) if edition.lead else None,
+        "more": [pick(p) for p in edition.more],
+        "most_read": [pick(p) for p in edition.most_read],
+    }
+
+
+def _print_edition(edition: Edition) -> None:
+    console.print(f"[bold]Edition {edition.name}[/bold]  ({edition.status})")
+    console.print(f"Subject: {edition.subject}", highlight=False, markup=False)
+    for title, picks in (
+        ("Lead", [edition.lead] if edition.lead else []),
+        ("More in News", edition.more),
+        ("Most Read", edition.most_read),
+    ):
+        table = Table(title=title, title_justify="left", show_lines=False)
+        for column in ("#", "headline", "section", "score", "why", "views"):
+            table.add_column(column)
+        for p in picks:
+            table.add_row(*_pick_row(p))
+        if not picks:
+            note = "no page-view data for this window" if title == "Most Read" else "no stories"
+            table.add_row("", f"(left out: {note})", "", "", "", "")
+        console.print(table)
+
+
+@contextmanager
+def _progress() -> Iterator[tuple[Callable[[SendReport], None], Callable[[int], None]]]:
+    """A progress bar for a send: recipients sent, rate, time left."""
+    columns = (
+        TextColumn("[bold]sending[/bold]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=False, disable=not err.is_terminal) as bar:
+        task = bar.add_task("send", total=None, rate="")
+
+        def on_start(before: SendReport) -> None:
+            bar.update(task, total=before.recipients, completed=before.sent)
+
+        def on_progress(count: int) -> None:
+            bar.advance(task, count)
+            speed = bar.tasks[0].speed
+            if speed:
+                bar.update(task, rate=f"{speed:,.0f}/s")
+
+        yield on_start, on_progress
+
+
+@contextmanager
+def _stop_on_signal() -> Iterator[threading.Event]:
+    """SIGINT/SIGTERM: finish the batch in flight, record it, then stop."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        err.print("[yellow]stopping after the current batch (again to abort)[/yellow]")
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _print_send(result: SendReport) -> None:
+    console.print(
+        f"send {result.edition} via {result.backend}: {result.state}; "
+        f"{result.sent:,} of {result.recipients:,} recipients sent "
+        f"({result.sent_now:,} now) in {result.batches:,} batches",
+        highlight=False,
+    )
+    if result.in_doubt:
+        console.print(
+            f"[yellow]{result.in_doubt:,} recipients in doubt[/yellow] "
+            f"(batches {', '.join(map(str, result.in_doubt_batches[:10]))}): "
+            "they may or may not have been sent; `--retry-in-doubt` resends them"
+        )
+    if result.failed:
+        console.print(
+            f"[red]{result.failed:,} recipients in failed batches[/red]; see `digest sends`"
+        )
+    if result.note and result.state != "done":
+        console.print(result.note, highlight=False, markup=False)
+
+
+@app.command()
+def run(config_path: ConfigOption = Path("digest.toml"), day: DateOption = None) -> None:
+    """Collect, draft, render and send today's edition (the morning job)."""
+    with _session(config_path) as (settings, store):
+        edition_day = _day(settings, day)
+        with _stop_on_signal() as stop, _progress() as (on_start, on_progress):
+            summary = jobs.run(
+                settings, store, edition_day, on_start=on_start, on_progress=on_progress, stop=stop
+            )
+        c = summary.collected
+        console.print(
+            f"[bold]Edition {summary.edition.name}[/bold]: {summary.edition.subject}",
+            highlight=False,
+        )
+        console.print(
+            f"collected: {c.new} new, {c.updated} updated stories; "
+            f"{c.pageview_rows} page-view rows"
+            + (f"; {len(c.failed_sources)} sources failed" if c.failed_sources else "")
+        )
+        if summary.subscribers:
+            s = summary.subscribers
+            console.print(
+                f"subscribers: {s.read} rows read, {s.added} added, {s.updated} updated, "
+                f"{len(s.rejected)} rejected, {s.duplicates} duplicates, "
+                f"{s.kept_out} left earlier and stay unsubscribed"
+            )
+        e = summary.edition
+        console.print(
+            f"edition: lead + {len(e.more)} more in news + {len(e.most_read) or 'no'} most read"
+        )
+        _print_send(summary.send)
+        console.print(f"html: {summary.html_path}")
+        console.print(f"text: {summary.text_path}")
+        if summary.outbox:
+            console.print(f"outbox: {summary.outbox}")
+        if summary.send.state not in ("done",):
+            raise typer.Exit(1)
+
+
+@app.command()
+def collect(
+    config_path: ConfigOption = Path("digest.toml"),
+    source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--source",
+            help="A feed or page-view CSV (path or URL); repeatable. "
+            "Default: the sources in digest.toml.",
+        ),
+    ] = None,
+) -> None:
+    """Read the newsroom's feeds and page-view exports into the store."""
+    with _session(config_path) as (settings, store):
+        result = jobs.collect(settings, store, source)
+        console.print(
+            f"{result.new} new stories, {result.updated} updated, "
+            f"{result.pageview_rows} page-view rows"
+        )
+        if result.failed_sources:
+            console.print(f"[red]{len(result.failed_sources)} sources could not be read[/red]")
+            raise typer.Exit(1)
+
+
+@app.command()
+def draft(
+    config_path: ConfigOption = Path("digest.toml"),
+    day: DateOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the edition as JSON.")] = False,
+) -> None:
+    """Rank the stories into the day's draft and show why each story is where it is."""
+    with _session(config_path) as (settings, store):
+        edition = jobs.draft(settings, store, _day(settings, day))
+        if as_json:
+            sys.stdout.write(
+                json.dumps(_edition_json(edition), indent=2, ensure_ascii=False) + "\n"
+            )
+        else:
+            _print_edition(edition)
+
+
+@app.command()
+def render(
+    edition: Annotated[str, typer.Argument(help="The edition's date, YYYY-MM-DD.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for EDITION.html and EDITION.txt.")
+    ] = Path("out"),
+    config_path: ConfigOption = Path("digest.toml"),
+) -> None:
+    """Render an edition to HTML and text files, as a reader would see it."""
+    with _session(config_path) as (settings, store):
+        rendered = jobs.render_edition(settings, store, edition)
+        html_path, text_path = jobs.write_edition(settings, rendered, out)
+        console.print(f"html: {html_path} ({len(rendered.html.encode()) // 1024} KB)")
+        console.print(f"text: {text_path}")
+
+
+@app.command()
+def send(
+    edition: Annotated[str, typer.Argument(help="The edition's date, YYYY-MM-DD.")],
+    config_path: ConfigOption = Path("digest.toml"),
+    backend: Annotated[
+        str | None, typer.Option(help="outbox, smtp or sendgrid (default: digest.toml).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Build every batch and count; send nothing.")
+    ] = False,
+    test: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--test", help="Send a [TEST] copy to this address only; repeatable. Records nothing."
+        ),
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted send.")] = False,
+    retry_in_doubt: Annotated[
+        bool, typer.Option("--retry-in-doubt", help="Also resend batches left in doubt by a crash.")
+    ] = False,
+    limit: Annotated[
+        int | None, typer.Option(help="Send at most this many batches, then stop.")
+    ] = None,
+) -> None:
+    """Send an edition to every active subscriber, exactly once."""
+    with _session(config_path) as (settings, store):
+        if test:
+            count = jobs.send_test(settings, store, edition, test, backend)
+            console.print(f"test copy of {edition} sent to {count} address(es)")
+            return
+        if dry_run:
+            d = jobs.dry_run(settings, store, edition)
+            console.print(
+                f"dry run: {d.recipients:,} recipients in {d.batches:,} batches "
+                f"(largest {d.largest_batch:,}); about {d.bytes_per_message // 1024} KB "
+                "per message; nothing sent"
+            )
+            return
+        with _stop_on_signal() as stop, _progress() as (on_start, on_progress):
+            result = jobs.send(
+                settings,
+                store,
+                edition,
+                backend=backend,
+                resume=resume,
+                retry_in_doubt=retry_in_doubt,
+                limit=limit,
+                on_start=on_start,
+                on_progress=on_progress,
+                stop=stop,
+            )
+        _print_send(result)
+        if result.state != "done":
+            raise typer.Exit(1)
+
+
+@app.command()
+def sends(
+    edition: Annotated[
+        str | None, typer.Argument(help="Show one edition's send in detail.")
+    ] = None,
+    config_path: ConfigOption = Path("digest.toml"),
+) -> None:
+    """What went out: each send's state, counts per batch state, failures with reasons."""
+    from digest.send.ledger import report
+
+    with _session(config_path) as (_settings, store):
+        rows = [r for r in store.list_sends() if edition is None or r.edition == edition]
+        if edition and not rows:
+            console.print(f"no send for edition {edition}")
+            raise typer.Exit(1)
+        table = Table()
+        for column in (
+            "edition",
+            "backend",
+            "state",
+            "recipients",
+            "sent",
+            "pending",
+            "in doubt",
+            "failed",
+        ):
+            table.add_column(column)
+        for row in rows:
+            r = report(store, row.id)
+            table.add_row(
+                row.edition,
+                row.backend,
+                row.state,
+                f"{r.recipients:,}",
+                f"{r.sent:,}",
+                f"{r.pending:,}",
+                f"{r.in_doubt:,}",
+                f"{r.failed:,}",
+            )
+        console.print(table)
+        if edition:
+            for b in store.failed_batches(rows[0].id):
+                label = "in doubt" if b.state == "sending" else "failed"
+                console.print(
+                    f"batch {b.number} ({b.size} recipients) {label}: "
+                    f"{b.response_code or ''} {b.error or ''}".rstrip(),
+                    highlight=False,
+                )
+            if rows[0].note:
+                console.print(rows[0].note, highlight=False, markup=False)
+
+
+@subscribers_app.command("import")
+def subscribers_import(
+    file: Annotated[
+        Path, typer.Argument(help="CSV with an email column; name, sections, status optional.")
+    ],
+    config_path: ConfigOption = Path("digest.toml"),
+) -> None:
+    """Add or update subscribers from a CSV. Never resubscribes anyone who left."""
+    from digest.subscribers import import_csv
+
+    with _session(config_path) as (_settings, store):
+        r = import_csv(store, file)
+        console.print(
+            f"{r.read:,} rows: {r.added:,} added, {r.updated:,} updated, "
+            f"{len(r.rejected):,} rejected, {r.duplicates:,} duplicates, "
+            f"{r.kept_out:,} had left and stay unsubscribed"
+        )
+
+
+@subscribers_app.command("export")
+def subscribers_export(
+    file: Annotated[Path, typer.Argument(help="Where to write the CSV.")],
+    config_path: ConfigOption = Path("digest.toml"),
+) -> None:
+    """Write every subscriber to a CSV that is safe to open in a spreadsheet."""
+    from digest.subscribers import export_csv
+
+    with _session(config_path) as (_settings, store):
+        console.print(f"{export_csv(store, file):,} subscribers written to {file}")
+
+
+@subscribers_app.command("list")
+def subscribers_list(
+    config_path: ConfigOption = Path("digest.toml"),
+    status: Annotated[
+        str | None, typer.Option(help="Only this status (active, unsubscribed, ...).")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Show at most this many.")] = 50,
+) -> None:
+    """Show subscribers and the count per status."""
+    with _session(config_path) as (_settings, store):
+        counts = store.count_subscribers()
+        console.print(
+            ", ".join(f"{k}: {v:,}" for k, v in sorted(counts.items())) or "no subscribers"
+        )
+        for i, s in enumerate(store.iter_subscribers(status)):
+            if i >= limit:
+                break
+            console.print(
+                f"{s.email}\t{s.name}\t{';'.join(s.sections)}\t{s.status}",
+                highlight=False,
+                markup=False,
+            )
+
+
+@subscribers_app.command("add")
+def subscribers_add(
+    email: Annotated[str, typer.Argument(help="The address.")],
+    name: Annotated[str, typer.Option(help="The reader's name.")] = "",
+    sections: Annotated[
+        str, typer.Option(help="Preferred sections, ;-separated (default: all).")
+    ] = "",
+    config_path: ConfigOption = Path("digest.toml"),
+) -> None:
+    """Add one subscriber (an address that left stays unsubscribed)."""
+    from email_validator import EmailNotValidError
+
+    from digest.models import Subscriber
+    from digest.subscribers import normalise_email
+
+    with _session(config_path) as (_settings, store):
+        try:
+            address = normalise_email(email)
+        except EmailNotValidError as exc:
+            err.print(f"[red]error:[/red] {email!r} is not an e-mail address: {exc}")
+            raise typer.Exit(2) from None
+        parts = tuple(s.strip() for s in sections.split(";") if s.strip())
+        added, _updated, kept_out = store.upsert_subscribers([Subscriber(address, name, parts)])
+        if kept_out:
+            console.print(f"{address} unsubscribed earlier and stays unsubscribed")
+        else:
+            console.print(f"{address} {'added' if added else 'updated'}")
+
+
+@subscribers_app.command("remove")
+def subscribers_remove(
+    email: Annotated[str, typer.Argument(help="The address.")],
+    config_path: ConfigOption = Path("digest.toml"),
+) -> None:
+    """Unsubscribe an address for good (it is kept as a suppression, never mailed again)."""
+    with _session(config_path) as (_settings, store):
+        store.suppress(email, "unsubscribed", source="cli")
+        console.print(f"{email.lower()} unsubscribed")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

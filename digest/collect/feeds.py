@@ -1,0 +1,163 @@
+"""RSS and Atom feeds, read with feedparser from a file or an http(s) URL."""
+
+from __future__ import annotations
+
+import calendar
+import html
+import logging
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import feedparser
+import httpx
+
+from digest.collect.urls import canonical_url, is_safe_link
+from digest.errors import InputError
+from digest.models import Story
+
+log = logging.getLogger("digest.collect")
+
+USER_AGENT = "digest/0.1 (+https://github.com/; daily newsletter collector)"
+_TAG = re.compile(r"<[^>]+>")
+_SPACE = re.compile(r"\s+")
+_TRAILING_CREDIT = re.compile(r"\s*\(([^()]*)\)\s*$")
+
+
+def plain_text(value: str) -> str:
+    """Markup out, entities decoded, white space folded: titles and deks are plain text."""
+    return _SPACE.sub(" ", html.unescape(_TAG.sub("", value or ""))).strip()
+
+
+def fetch(source: str, timeout: float = 20.0) -> tuple[bytes, str]:
+    """The raw bytes of a feed or export, and the base URL relative links resolve against."""
+    if urlsplit(source).scheme in ("http", "https"):
+        try:
+            response = httpx.get(
+                source, timeout=timeout, follow_redirects=True, headers={"User-Agent": USER_AGENT}
+            )
+        except httpx.HTTPError as exc:
+            raise InputError(f"{source}: could not fetch ({exc}); check the URL") from None
+        if response.status_code >= 400:
+            raise InputError(f"{source}: HTTP {response.status_code}; check the URL")
+        return response.content, str(response.url)
+    path = Path(source.removeprefix("file://"))
+    try:
+        return path.read_bytes(), path.resolve().as_uri()
+    except OSError as exc:
+        raise InputError(f"{source}: cannot read ({exc.strerror}); check the path") from None
+
+
+def _published(entry: Any) -> datetime | None:
+    for key in ("published_parsed", "updated_parsed", "created_parsed"):
+        parsed = entry.get(key)
+        if parsed:
+            # feedparser normalises to UTC struct_time.
+            return datetime.fromtimestamp(calendar.timegm(parsed), tz=UTC)
+    return None
+
+
+def _image(entry: Any, base: str) -> tuple[str, str, str]:
+    """(url, caption, credit) of the entry's picture, from Media RSS or an enclosure."""
+    url = caption = credit = ""
+    for media in entry.get("media_content", []) or []:
+        if media.get("medium", "image") == "image" or media.get("type", "").startswith("image/"):
+            url = media.get("url", "")
+            break
+    if not url:
+        for thumb in entry.get("media_thumbnail", []) or []:
+            url = thumb.get("url", "")
+            break
+    if not url:
+        for link in entry.get("links", []) or []:
+            if link.get("rel") == "enclosure" and link.get("type", "").startswith("image/"):
+                url = link.get("href", "")
+                break
+    if url:
+        url = urljoin(base, url)
+        if urlsplit(url).scheme not in ("http", "https", "file"):
+            url = ""
+    caption = plain_text(entry.get("media_description", "") or "")
+    if not caption and entry.get("media_content"):
+        # feedparser 6 files <media:description> as a text/plain content item
+        # rather than media_description; the body, if any, is the text/html one.
+        for content in entry.get("content", []) or []:
+            if content.get("type") == "text/plain":
+                caption = plain_text(content.get("value", ""))
+                break
+    credits = entry.get("media_credit") or []
+    if credits:
+        credit = plain_text(credits[0].get("content", ""))
+    if caption and not credit:
+        # Newsroom captions often end with the credit in parentheses: "(Doug Mills/NYT)".
+        match = _TRAILING_CREDIT.search(caption)
+        if match:
+            credit = match.group(1).strip()
+            caption = caption[: match.start()].strip()
+    return url, caption, credit
+
+
+def parse_feed(data: bytes, source: str, base: str) -> list[Story]:
+    """Normalise every usable entry to a Story; each unusable one gets one warning line."""
+    # content-location lets feedparser resolve relative links against the feed;
+    # a content-type without charset leaves the encoding to the XML declaration.
+    parsed = feedparser.parse(
+        data, response_headers={"content-location": base, "content-type": "application/xml"}
+    )
+    if parsed.bozo and not parsed.entries:
+        reason = parsed.get("bozo_exception", "no entries found")
+        raise InputError(f"{source}: not a readable RSS or Atom feed ({reason}); check the URL")
+    if parsed.bozo:
+        log.warning(
+            "%s: feed is not well-formed (%s); read what could be read",
+            source,
+            parsed.bozo_exception,
+        )
+    collected_at = datetime.now(UTC)
+    stories: list[Story] = []
+    count = len(parsed.entries)
+    for number, entry in enumerate(parsed.entries, start=1):
+        title = plain_text(entry.get("title", ""))
+        where = f"{source}: entry {number}" + (f" ({title[:60]!r})" if title else "")
+        link = entry.get("link", "") or ""
+        if not link:
+            log.warning("%s: no link; skipped (a story needs a URL to point readers to)", where)
+            continue
+        link = urljoin(base, link)
+        if not is_safe_link(link):
+            log.warning("%s: link %r is not http(s); skipped", where, link[:80])
+            continue
+        if not title:
+            log.warning("%s: no title; skipped", where)
+            continue
+        published = _published(entry)
+        if published is None:
+            log.warning("%s: no publish date; using the time it was collected", where)
+            published = collected_at
+        tags = entry.get("tags") or []
+        section = plain_text(tags[0].get("term", "")) if tags else ""
+        image_url, caption, credit = _image(entry, base)
+        stories.append(
+            Story(
+                url=canonical_url(link),
+                title=title,
+                dek=plain_text(entry.get("summary", "")),
+                byline=plain_text(entry.get("author", "")),
+                section=section,
+                image_url=image_url,
+                image_caption=caption,
+                image_credit=credit,
+                source=source,
+                published_at=published,
+                # A feed lists the newsroom's own order of importance, top first.
+                prominence=round(1 - (number - 1) / count, 4),
+            )
+        )
+    return stories
+
+
+def read_feed(source: str) -> list[Story]:
+    data, base = fetch(source)
+    return parse_feed(data, source, base)

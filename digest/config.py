@@ -1,0 +1,313 @@
+"""Settings: digest.toml plus the environment.
+
+Relative paths in digest.toml are resolved against the folder the file is in,
+so `digest --config /srv/newsroom/digest.toml run` works from anywhere.
+Secrets never live in the file: they come from the environment only.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, field
+from datetime import time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from digest.errors import ConfigError
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+#: Templates ship beside the package in a checkout (DESIGN: templates/ at the top).
+DEFAULT_TEMPLATES = PACKAGE_ROOT.parent / "templates"
+
+
+@dataclass(frozen=True)
+class Newsroom:
+    name: str
+    website: str
+    postal_address: str
+    time_zone: str
+    logo_url: str = ""
+    brand_color: str = "#1a4e8a"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
+
+
+@dataclass(frozen=True)
+class Sender:
+    from_email: str
+    from_name: str
+    reply_to: str = ""
+    operators: tuple[str, ...] = ()
+    unsubscribe_mailto: str = ""
+
+
+@dataclass(frozen=True)
+class Sources:
+    feeds: tuple[str, ...] = ()
+    pageviews: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EditionSettings:
+    send_time: time = time(6, 0)
+    window_hours: int = 24
+    more_count: int = 8
+    max_per_section: int = 3
+    most_read_count: int = 5
+
+
+@dataclass(frozen=True)
+class Delivery:
+    backend: str = "outbox"
+    outbox_dir: Path = Path("var/outbox")
+    subscribers_file: Path = Path("subscribers.csv")
+    batch_size: int = 1000
+    rate_per_second: float = 0.0  # 0 = no cap
+    max_consecutive_failures: int = 5
+    categories: tuple[str, ...] = ("digest",)
+    asm_group_id: int | None = None
+    sandbox: bool = False
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_security: str = "starttls"  # "none" | "starttls" | "tls"
+    smtp_username: str = ""
+
+
+@dataclass(frozen=True)
+class Settings:
+    path: Path
+    newsroom: Newsroom
+    sender: Sender
+    sources: Sources
+    edition: EditionSettings
+    delivery: Delivery
+    data_dir: Path
+    database_url: str
+    base_url: str
+    templates_dir: Path
+    cron_file: Path
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def secret_key(self) -> bytes:
+        """DIGEST_SECRET_KEY, or a key generated once and kept in the data folder.
+
+        The generated key lets the embedded demo sign unsubscribe links with no
+        set-up; a real deployment sets DIGEST_SECRET_KEY so every machine agrees.
+        """
+        value = self.env.get("DIGEST_SECRET_KEY", "")
+        if value:
+            return value.encode()
+        key_file = self.data_dir / "secret.key"
+        if not key_file.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(32))
+        return key_file.read_text().strip().encode()
+
+
+def _section(raw: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
+    value = raw.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: [{name}] must be a table")
+    return value
+
+
+def _get(table: dict[str, Any], key: str, kind: type, path: Path, where: str, default: Any) -> Any:
+    if key not in table:
+        if default is _REQUIRED:
+            raise ConfigError(f"{path}: [{where}] {key} is required")
+        return default
+    value = table[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(
+            f"{path}: [{where}] {key} must be a {kind.__name__}, not {type(value).__name__}"
+        )
+    return value
+
+
+_REQUIRED = object()
+
+
+def _str_list(table: dict[str, Any], key: str, path: Path, where: str) -> tuple[str, ...]:
+    value = table.get(key, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{path}: [{where}] {key} must be a list of strings")
+    return tuple(value)
+
+
+def _resolve(base: Path, value: str) -> Path:
+    candidate = Path(value).expanduser()
+    return candidate if candidate.is_absolute() else (base / candidate)
+
+
+def _resolve_source(base: Path, value: str) -> str:
+    if "://" in value:
+        return value
+    return str(_resolve(base, value))
+
+
+def _resolve_url(base: Path, value: str) -> str:
+    """A URL as is; a local path (the sample newsroom's logo) as a file:// URL."""
+    if not value or "://" in value:
+        return value
+    return _resolve(base, value).resolve().as_uri()
+
+
+def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) -> Settings:
+    """Read and check the newsroom's settings. Every problem is a ConfigError naming the field."""
+    path = Path(path)
+    env = dict(os.environ if env is None else env)
+    if not path.exists():
+        raise ConfigError(
+            f"{path}: no such settings file; pass --config PATH "
+            "or copy digest.toml from the repository"
+        )
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    base = path.resolve().parent
+
+    nr = _section(raw, "newsroom", path)
+    newsroom = Newsroom(
+        name=_get(nr, "name", str, path, "newsroom", _REQUIRED),
+        website=_get(nr, "website", str, path, "newsroom", _REQUIRED),
+        postal_address=_get(nr, "postal_address", str, path, "newsroom", _REQUIRED),
+        time_zone=_get(nr, "time_zone", str, path, "newsroom", "UTC"),
+        logo_url=_resolve_url(base, _get(nr, "logo_url", str, path, "newsroom", "")),
+        brand_color=_get(nr, "brand_color", str, path, "newsroom", "#1a4e8a"),
+    )
+    try:
+        ZoneInfo(newsroom.time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"{path}: [newsroom] time_zone {newsroom.time_zone!r} is not an IANA time zone "
+            "(for example America/Juneau)"
+        ) from None
+    if not newsroom.postal_address.strip():
+        raise ConfigError(f"{path}: [newsroom] postal_address must not be empty (CAN-SPAM)")
+
+    sd = _section(raw, "sender", path)
+    sender = Sender(
+        from_email=_get(sd, "from_email", str, path, "sender", _REQUIRED),
+        from_name=_get(sd, "from_name", str, path, "sender", newsroom.name),
+        reply_to=_get(sd, "reply_to", str, path, "sender", ""),
+        operators=_str_list(sd, "operators", path, "sender"),
+        unsubscribe_mailto=_get(sd, "unsubscribe_mailto", str, path, "sender", ""),
+    )
+    if "@" not in sender.from_email:
+        raise ConfigError(f"{path}: [sender] from_email {sender.from_email!r} is not an address")
+
+    so = _section(raw, "sources", path)
+    sources = Sources(
+        feeds=tuple(_resolve_source(base, f) for f in _str_list(so, "feeds", path, "sources")),
+        pageviews=tuple(
+            _resolve_source(base, f) for f in _str_list(so, "pageviews", path, "sources")
+        ),
+    )
+
+    ed = _section(raw, "edition", path)
+    send_time_raw = _get(ed, "send_time", str, path, "edition", "06:00")
+    try:
+        send_time = time.fromisoformat(send_time_raw)
+    except ValueError:
+        raise ConfigError(
+            f"{path}: [edition] send_time {send_time_raw!r} must be HH:MM, e.g. 06:00"
+        ) from None
+    edition = EditionSettings(
+        send_time=send_time,
+        window_hours=_get(ed, "window_hours", int, path, "edition", 24),
+        more_count=_get(ed, "more_count", int, path, "edition", 8),
+        max_per_section=_get(ed, "max_per_section", int, path, "edition", 3),
+        most_read_count=_get(ed, "most_read_count", int, path, "edition", 5),
+    )
+    for key in ("window_hours", "more_count", "max_per_section"):
+        if getattr(edition, key) < 1:
+            raise ConfigError(f"{path}: [edition] {key} must be at least 1")
+
+    dl = _section(raw, "delivery", path)
+    backend = _get(dl, "backend", str, path, "delivery", "outbox")
+    backend = env.get("DIGEST_BACKEND", backend)
+    if backend not in ("outbox", "smtp", "sendgrid"):
+        raise ConfigError(
+            f"{path}: [delivery] backend {backend!r} must be outbox, smtp or sendgrid"
+        )
+    batch_size = _get(dl, "batch_size", int, path, "delivery", 1000)
+    if not 1 <= batch_size <= 1000:
+        # SendGrid: "personalizations ... maximum of 1000" per request.
+        raise ConfigError(f"{path}: [delivery] batch_size must be 1 to 1000 (SendGrid's limit)")
+    smtp_security = _get(dl, "smtp_security", str, path, "delivery", "starttls")
+    if smtp_security not in ("none", "starttls", "tls"):
+        raise ConfigError(f"{path}: [delivery] smtp_security must be none, starttls or tls")
+    asm = dl.get("asm_group_id")
+    if asm is not None and (not isinstance(asm, int) or isinstance(asm, bool)):
+        raise ConfigError(f"{path}: [delivery] asm_group_id must be an integer")
+    delivery = Delivery(
+        backend=backend,
+        outbox_dir=_resolve(base, _get(dl, "outbox_dir", str, path, "delivery", "var/outbox")),
+        subscribers_file=_resolve(
+            base, _get(dl, "subscribers_file", str, path, "delivery", "subscribers.csv")
+        ),
+        batch_size=batch_size,
+        rate_per_second=_get(dl, "rate_per_second", float, path, "delivery", 0.0),
+        max_consecutive_failures=_get(dl, "max_consecutive_failures", int, path, "delivery", 5),
+        categories=_str_list(dl, "categories", path, "delivery") or ("digest",),
+        asm_group_id=asm,
+        sandbox=_get(dl, "sandbox", bool, path, "delivery", False),
+        smtp_host=env.get(
+            "DIGEST_SMTP_HOST", _get(dl, "smtp_host", str, path, "delivery", "localhost")
+        ),
+        smtp_port=int(
+            env.get("DIGEST_SMTP_PORT", _get(dl, "smtp_port", int, path, "delivery", 25))
+        ),
+        smtp_security=smtp_security,
+        smtp_username=env.get(
+            "DIGEST_SMTP_USERNAME", _get(dl, "smtp_username", str, path, "delivery", "")
+        ),
+    )
+    if len(delivery.categories) > 10:
+        raise ConfigError(f"{path}: [delivery] categories: at most 10 (SendGrid's limit)")
+
+    st = _section(raw, "storage", path)
+    data_dir = _resolve(base, _get(st, "data_dir", str, path, "storage", "var"))
+    database_url = env.get("DIGEST_DATABASE_URL") or _get(
+        st, "database_url", str, path, "storage", ""
+    )
+    if not database_url:
+        database_url = f"sqlite:///{data_dir / 'digest.db'}"
+
+    wb = _section(raw, "web", path)
+    base_url = _get(wb, "base_url", str, path, "web", "http://localhost:8000").rstrip("/")
+    if not base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"{path}: [web] base_url must start with http:// or https://")
+
+    templates = _get(raw.get("templates", {}), "dir", str, path, "templates", "")
+    return Settings(
+        path=path.resolve(),
+        newsroom=newsroom,
+        sender=sender,
+        sources=sources,
+        edition=edition,
+        delivery=delivery,
+        data_dir=data_dir,
+        database_url=database_url,
+        base_url=base_url,
+        templates_dir=_resolve(base, templates) if templates else DEFAULT_TEMPLATES,
+        cron_file=_resolve(
+            base, _get(raw.get("schedule", {}), "file", str, path, "schedule", "cron.yaml")
+        ),
+        env=env,
+    )

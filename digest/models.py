@@ -1,0 +1,116 @@
+"""The newsroom's nouns, as plain dataclasses passed between stages.
+
+A stage takes these in and gives these out; none of them knows about the
+database, a template or a mail API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Literal
+
+SubscriberStatus = Literal["active", "unsubscribed", "bounced", "complained"]
+#: Statuses an import must never turn back into "active" (DESIGN: never resubscribe).
+LEFT_STATUSES: frozenset[str] = frozenset({"unsubscribed", "bounced", "complained"})
+Slot = Literal["lead", "more", "most_read"]
+
+
+@dataclass
+class Story:
+    """One article as collected from a source, normalised."""
+
+    url: str  # canonical: tracking parameters removed
+    title: str  # plain text
+    published_at: datetime  # aware, UTC
+    dek: str = ""
+    byline: str = ""
+    section: str = ""
+    image_url: str = ""
+    image_caption: str = ""
+    image_credit: str = ""
+    source: str = ""
+    prominence: float = 0.0  # 1.0 = top of its feed, the newsroom's own placement
+    id: int | None = None
+
+
+@dataclass
+class PageViews:
+    """Page views of one URL on one local day, from an analytics export or a log."""
+
+    url: str
+    day: date
+    views: int
+    source: str = ""
+
+
+@dataclass
+class Pick:
+    """A story chosen for a slot of an edition, with why it is there."""
+
+    story: Story
+    slot: Slot
+    position: int
+    score: float
+    breakdown: dict[str, float] = field(default_factory=dict)
+    views: int = 0
+
+
+@dataclass
+class Edition:
+    """One day's digest: what goes where, and the scores behind it."""
+
+    name: str  # the local date, YYYY-MM-DD
+    send_at: datetime  # aware, UTC
+    window_start: datetime
+    window_end: datetime
+    subject: str
+    preheader: str
+    lead: Pick | None
+    more: list[Pick] = field(default_factory=list)
+    most_read: list[Pick] = field(default_factory=list)
+    status: str = "draft"
+
+    @property
+    def picks(self) -> list[Pick]:
+        return ([self.lead] if self.lead else []) + self.more + self.most_read
+
+
+@dataclass
+class Subscriber:
+    email: str
+    name: str = ""
+    sections: tuple[str, ...] = ()
+    status: str = "active"
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RenderedEdition:
+    """An edition rendered once. Per-recipient values are substitution tokens."""
+
+    name: str
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One person in a batch, with the values substituted into their copy."""
+
+    email: str
+    name: str = ""
+
+
+@dataclass
+class Batch:
+    """A numbered slice of a send's recipient snapshot (at most 1,000: SendGrid's limit)."""
+
+    send_id: int
+    number: int
+    recipients: list[Recipient]
+    state: str = "pending"
+    attempts: int = 0

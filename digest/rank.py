@@ -1,0 +1,136 @@
+"""Rank: choose the lead, "More in News" and "Most Read"; keep why each story is where it is.
+
+Score = 0.35 x prominence + 0.25 x recency + 0.25 x popularity + 0.15 x image,
+each part 0..1:
+- prominence: where the newsroom placed it in its feed (1 = top): the editors'
+  own judgement of importance, which the digest should follow by default;
+- recency: 1 for a story published at send time, 0 for one at the window's start;
+- popularity: its page views in the window over the most-viewed candidate's;
+- image: a lead without a picture makes a poor email, so pictures win ties.
+The parts are stored with every pick so an editor can see the arithmetic.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from digest.config import EditionSettings, Settings
+from digest.models import Edition, Pick, Story
+from digest.store import Store
+
+WEIGHTS = {"prominence": 0.35, "recency": 0.25, "popularity": 0.25, "image": 0.15}
+
+
+@dataclass(frozen=True)
+class Window:
+    name: str
+    send_at: datetime
+    start: datetime
+    end: datetime
+    first_day: date
+    last_day: date
+
+
+def edition_window(day: date, zone_name: str, settings: EditionSettings) -> Window:
+    """The edition for a local date: sent at send_time there, covering the hours before."""
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(zone_name)
+    local_send = datetime.combine(day, settings.send_time, tzinfo=zone)
+    send_at = local_send.astimezone(UTC)
+    start = send_at - timedelta(hours=settings.window_hours)
+    return Window(
+        name=day.isoformat(),
+        send_at=send_at,
+        start=start,
+        end=send_at,
+        first_day=start.astimezone(zone).date(),
+        last_day=local_send.date(),
+    )
+
+
+def score(story: Story, views: int, max_views: int, window: Window) -> dict[str, float]:
+    span = (window.end - window.start).total_seconds()
+    age = (window.end - story.published_at).total_seconds()
+    parts = {
+        "prominence": round(story.prominence, 4),
+        "recency": round(max(0.0, min(1.0, 1 - age / span)), 4),
+        "popularity": round(views / max_views, 4) if max_views else 0.0,
+        "image": 1.0 if story.image_url else 0.0,
+    }
+    parts["total"] = round(sum(WEIGHTS[k] * parts[k] for k in WEIGHTS), 4)
+    return parts
+
+
+def rank(
+    candidates: list[Story],
+    views: dict[str, int],
+    window: Window,
+    settings: EditionSettings,
+) -> Edition:
+    """Build the edition from the window's stories and their page views.
+
+    "Most Read" is left out when there is no page-view data at all: an empty
+    section is honest, a guessed one is not.
+    """
+    max_views = max((views.get(s.url, 0) for s in candidates), default=0)
+    scored = []
+    for story in candidates:
+        parts = score(story, views.get(story.url, 0), max_views, window)
+        scored.append((parts["total"], story.published_at, story.url, story, parts))
+    # Highest score first; ties go to the newer story, then a stable URL order.
+    scored.sort(key=lambda item: (-item[0], -item[1].timestamp(), item[2]))
+
+    lead: Pick | None = None
+    more: list[Pick] = []
+    per_section: Counter[str] = Counter()
+    for total, _, _, story, parts in scored:
+        section = story.section.lower()
+        if lead is None:
+            lead = Pick(story, "lead", 1, total, parts, views.get(story.url, 0))
+            per_section[section] += 1
+            continue
+        if len(more) >= settings.more_count:
+            break
+        if section and per_section[section] >= settings.max_per_section:
+            continue
+        per_section[section] += 1
+        more.append(Pick(story, "more", len(more) + 1, total, parts, views.get(story.url, 0)))
+
+    most_read: list[Pick] = []
+    if any(views.get(s.url, 0) > 0 for s in candidates):
+        by_views = sorted(
+            (s for s in candidates if views.get(s.url, 0) > 0),
+            key=lambda s: (-views[s.url], s.url),
+        )
+        for position, story in enumerate(by_views[: settings.most_read_count], start=1):
+            parts = score(story, views[story.url], max_views, window)
+            most_read.append(
+                Pick(story, "most_read", position, parts["total"], parts, views[story.url])
+            )
+
+    subject = lead.story.title if lead else f"Your digest for {window.name}"
+    preheader = lead.story.dek if lead else ""
+    return Edition(
+        name=window.name,
+        send_at=window.send_at,
+        window_start=window.start,
+        window_end=window.end,
+        subject=subject,
+        preheader=preheader,
+        lead=lead,
+        more=more,
+        most_read=most_read,
+    )
+
+
+def draft(store: Store, settings: Settings, day: date) -> Edition:
+    """Rank the day's candidates from the store and save the draft edition."""
+    window = edition_window(day, settings.newsroom.time_zone, settings.edition)
+    candidates = store.stories_between(window.start, window.end)
+    views = store.views_by_url(window.first_day, window.last_day)
+    edition = rank(candidates, views, window, settings.edition)
+    store.save_edition(edition)
+    return edition

@@ -1,0 +1,49 @@
+"""Send: deliver a rendered edition to every subscriber exactly once.
+
+`ledger` holds the exactly-once bookkeeping; each backend (outbox, SMTP,
+SendGrid) is one small class in its own module behind `base.Backend`.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from digest.config import Settings
+from digest.errors import ConfigError
+from digest.models import RenderedEdition
+from digest.send.base import Backend, Letter
+
+
+def make_backend(settings: Settings, name: str | None = None) -> Backend:
+    name = name or settings.delivery.backend
+    if name == "outbox":
+        from digest.send.outbox import OutboxBackend
+
+        return OutboxBackend(settings.delivery.outbox_dir)
+    if name == "smtp":
+        from digest.send.smtp import SMTPBackend
+
+        return SMTPBackend.from_settings(settings)
+    if name == "sendgrid":
+        from digest.send.sendgrid import SendGridBackend
+
+        return SendGridBackend.from_settings(settings)
+    raise ConfigError(f"unknown backend {name!r}: use outbox, smtp or sendgrid")
+
+
+def letter_for(settings: Settings, rendered: RenderedEdition, *, test: bool = False) -> Letter:
+    host = urlsplit(settings.newsroom.website).netloc or "digest.local"
+    return Letter(
+        edition=rendered.name,
+        rendered=rendered,
+        subject=("[TEST] " if test else "") + rendered.subject,
+        from_email=settings.sender.from_email,
+        from_name=settings.sender.from_name,
+        reply_to=settings.sender.reply_to,
+        unsubscribe_base=f"{settings.base_url}/unsubscribe/",
+        unsubscribe_mailto=settings.sender.unsubscribe_mailto,
+        secret=settings.secret_key,
+        list_id=f"{settings.newsroom.name} daily digest <digest.{host}>",
+        categories=settings.delivery.categories,
+        test=test,
+    )

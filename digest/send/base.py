@@ -1,0 +1,129 @@
+"""What every mail backend shares: the letter to send, the small Backend protocol, the errors.
+
+Like listmonk's Messenger, a backend is Name / Push / Flush / Close and nothing
+else; batching, retries and the ledger live in ledger.py, once for all of them.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from typing import Protocol
+from urllib.parse import quote
+
+from digest.errors import SendError
+from digest.models import Batch, Recipient, RenderedEdition
+
+
+@dataclass(frozen=True)
+class Letter:
+    """One rendered edition, addressed: everything a backend needs besides the recipients."""
+
+    edition: str
+    rendered: RenderedEdition
+    subject: str
+    from_email: str
+    from_name: str
+    reply_to: str
+    unsubscribe_base: str  # e.g. https://news.example.org/unsubscribe/ ; token appended
+    unsubscribe_mailto: str
+    secret: bytes = field(repr=False)
+    list_id: str = ""
+    categories: tuple[str, ...] = ()
+    test: bool = False
+
+    def unsubscribe_url(self, recipient: Recipient) -> str:
+        from digest.subscribers import unsubscribe_token
+
+        return self.unsubscribe_base + unsubscribe_token(self.secret, recipient.email)
+
+    def substitutions(self, recipient: Recipient) -> dict[str, str]:
+        """Token -> value for one recipient, HTML-escaped where the token sits in HTML."""
+        greeting = f"Good morning, {recipient.name}." if recipient.name else "Good morning."
+        return {
+            "%%greeting%%": html.escape(greeting),
+            "%%greeting_text%%": greeting,
+            "%%unsubscribe_url%%": self.unsubscribe_url(recipient),
+        }
+
+    def list_unsubscribe(self, recipient: Recipient) -> dict[str, str]:
+        """RFC 2369 List-Unsubscribe and RFC 8058 one-click headers for one recipient."""
+        targets = [f"<{self.unsubscribe_url(recipient)}>"]
+        if self.unsubscribe_mailto:
+            token = quote(self.unsubscribe_url(recipient).rsplit("/", 1)[-1])
+            targets.append(f"<mailto:{self.unsubscribe_mailto}?subject=unsubscribe%20{token}>")
+        return {
+            "List-Unsubscribe": ", ".join(targets),
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        }
+
+    def message_for(self, recipient: Recipient) -> EmailMessage:
+        """A complete RFC 5322 message for one recipient, tokens filled (outbox and SMTP)."""
+        values = self.substitutions(recipient)
+        html_part, text_part = self.rendered.html, self.rendered.text
+        for token, value in values.items():
+            html_part = html_part.replace(token, value)
+            text_part = text_part.replace(token, value)
+        message = EmailMessage()
+        message["From"] = Address(self.from_name, addr_spec=self.from_email)
+        message["To"] = Address(recipient.name, addr_spec=recipient.email)
+        message["Subject"] = self.subject
+        message["Date"] = format_datetime(datetime.now(UTC))
+        message["Message-ID"] = make_msgid(domain=self.from_email.rsplit("@", 1)[-1])
+        if self.reply_to:
+            message["Reply-To"] = self.reply_to
+        if self.list_id:
+            message["List-Id"] = self.list_id
+        for name, value in self.list_unsubscribe(recipient).items():
+            message[name] = value
+        message["X-Digest-Edition"] = self.edition
+        message.set_content(text_part, subtype="plain", charset="utf-8")
+        message.add_alternative(html_part, subtype="html", charset="utf-8")
+        return message
+
+
+@dataclass(frozen=True)
+class PushResult:
+    status: int = 0
+    message_id: str = ""
+
+
+class Backend(Protocol):
+    """A way to deliver mail. Push one batch; raise the errors below to say what went wrong."""
+
+    name: str
+
+    def push(self, letter: Letter, batch: Batch) -> PushResult: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class TransientError(SendError):
+    """Worth retrying: 429, 5xx, a timeout, a dropped connection."""
+
+    def __init__(self, message: str, *, status: int = 0, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class BatchRejected(SendError):
+    """The API refused this batch for good (400, 413): mark it failed, go on with the rest."""
+
+    def __init__(self, message: str, *, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class SendStopped(SendError):
+    """Nothing more can go out (401/403, a bad host): stop the whole send now."""
+
+    def __init__(self, message: str, *, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status

@@ -1,0 +1,769 @@
+"""SQLAlchemy tables and the queries the stages need.
+
+Portable SQL only: the same code runs on the embedded SQLite file and on
+PostgreSQL (DIGEST_DATABASE_URL). The schema is created and upgraded by the
+Alembic migrations in digest/migrations, applied when the store is opened.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Engine,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from digest.models import (
+    LEFT_STATUSES,
+    Batch,
+    Edition,
+    PageViews,
+    Pick,
+    Recipient,
+    Story,
+    Subscriber,
+)
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC: SQLite keeps no zone, PostgreSQL would convert."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use aware UTC")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+metadata = MetaData()
+
+stories = Table(
+    "stories",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("url", String(2000), nullable=False, unique=True),
+    Column("title", Text, nullable=False),
+    Column("dek", Text, nullable=False, default=""),
+    Column("byline", Text, nullable=False, default=""),
+    Column("section", String(200), nullable=False, default=""),
+    Column("image_url", Text, nullable=False, default=""),
+    Column("image_caption", Text, nullable=False, default=""),
+    Column("image_credit", Text, nullable=False, default=""),
+    Column("source", Text, nullable=False, default=""),
+    Column("prominence", Float, nullable=False, default=0.0),
+    Column("published_at", UTCDateTime, nullable=False, index=True),
+    Column("collected_at", UTCDateTime, nullable=False),
+)
+
+page_views = Table(
+    "page_views",
+    metadata,
+    Column("url", String(2000), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("source", String(500), primary_key=True),
+    Column("views", Integer, nullable=False),
+)
+
+editions = Table(
+    "editions",
+    metadata,
+    Column("name", String(10), primary_key=True),
+    Column("send_at", UTCDateTime, nullable=False),
+    Column("window_start", UTCDateTime, nullable=False),
+    Column("window_end", UTCDateTime, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("preheader", Text, nullable=False),
+    Column("status", String(20), nullable=False, default="draft"),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+edition_picks = Table(
+    "edition_picks",
+    metadata,
+    Column("edition", String(10), ForeignKey("editions.name"), primary_key=True),
+    Column("slot", String(20), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("story_id", Integer, ForeignKey("stories.id"), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("breakdown", Text, nullable=False),  # JSON: {"recency": 0.8, ...}
+    Column("views", Integer, nullable=False, default=0),
+)
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),  # stored lower-case
+    Column("name", Text, nullable=False, default=""),
+    Column("sections", Text, nullable=False, default=""),  # ";"-joined
+    Column("status", String(20), nullable=False, default="active", index=True),
+    Column("attributes", Text, nullable=False, default="{}"),  # JSON
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("email", String(320), primary_key=True),
+    Column("reason", String(40), nullable=False),  # unsubscribed | bounced | complained
+    Column("source", Text, nullable=False, default=""),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+sends = Table(
+    "sends",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("edition", String(10), ForeignKey("editions.name"), nullable=False, unique=True),
+    Column("backend", String(20), nullable=False),
+    Column("state", String(20), nullable=False),  # sending | paused | done | stopped
+    Column("recipients", Integer, nullable=False, default=0),
+    Column("batches", Integer, nullable=False, default=0),
+    Column("note", Text, nullable=False, default=""),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+send_batches = Table(
+    "send_batches",
+    metadata,
+    Column("send_id", Integer, ForeignKey("sends.id"), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("state", String(20), nullable=False, index=True),  # pending|sending|sent|failed
+    Column("size", Integer, nullable=False),
+    Column("recipients", Text, nullable=False),  # JSON [[email, name], ...]: the snapshot
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("response_code", Integer),
+    Column("message_id", Text),
+    Column("error", Text),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("job", String(200), primary_key=True),
+    Column("fire_time", UTCDateTime, primary_key=True),
+    Column("state", String(20), nullable=False),  # running | ok | failed | held | skipped
+    Column("detail", Text, nullable=False, default=""),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+)
+
+scheduler_lease = Table(
+    "scheduler_lease",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("active", Boolean, nullable=False, default=True),
+)
+
+_UNIQUE = {stories: ["url"], page_views: ["url", "day", "source"], subscribers: ["email"]}
+_ = UniqueConstraint  # re-exported for migrations
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the web app read while a send writes; busy_timeout makes a second
+    # writer wait instead of failing at once.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    engine = create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema up to the newest Alembic revision."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "head")
+
+
+def _insert_for(conn: Connection, table: Table) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT on both SQLite and PostgreSQL."""
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
+
+
+def _upsert(
+    conn: Connection, table: Table, rows: list[dict[str, Any]], update_cols: Sequence[str]
+) -> None:
+    if not rows:
+        return
+    stmt = _insert_for(conn, table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=_UNIQUE[table],
+        set_={col: getattr(stmt.excluded, col) for col in update_cols},
+    )
+    conn.execute(stmt, rows)
+
+
+def _story(row: Any) -> Story:
+    return Story(
+        id=row.id,
+        url=row.url,
+        title=row.title,
+        dek=row.dek,
+        byline=row.byline,
+        section=row.section,
+        image_url=row.image_url,
+        image_caption=row.image_caption,
+        image_credit=row.image_credit,
+        source=row.source,
+        prominence=row.prominence,
+        published_at=row.published_at,
+    )
+
+
+def _subscriber(row: Any) -> Subscriber:
+    return Subscriber(
+        email=row.email,
+        name=row.name,
+        sections=tuple(s for s in row.sections.split(";") if s),
+        status=row.status,
+        attributes=json.loads(row.attributes or "{}"),
+    )
+
+
+class Store:
+    """The database behind every stage. One per process; connections are pooled."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str, *, upgrade: bool = True) -> Store:
+        engine = make_engine(url)
+        if upgrade:
+            migrate(engine)
+        return cls(engine)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- stories -----------------------------------------------------------
+    def upsert_stories(self, items: Iterable[Story]) -> tuple[int, int]:
+        """Insert new stories, update known ones (by canonical URL). Returns (new, updated)."""
+        rows = []
+        seen: set[str] = set()
+        for s in items:
+            if s.url in seen:
+                continue
+            seen.add(s.url)
+            rows.append(
+                {
+                    "url": s.url,
+                    "title": s.title,
+                    "dek": s.dek,
+                    "byline": s.byline,
+                    "section": s.section,
+                    "image_url": s.image_url,
+                    "image_caption": s.image_caption,
+                    "image_credit": s.image_credit,
+                    "source": s.source,
+                    "prominence": s.prominence,
+                    "published_at": s.published_at,
+                    "collected_at": now(),
+                }
+            )
+        if not rows:
+            return 0, 0
+        with self.begin() as conn:
+            known = set()
+            urls = [r["url"] for r in rows]
+            for i in range(0, len(urls), 500):
+                known.update(
+                    conn.scalars(select(stories.c.url).where(stories.c.url.in_(urls[i : i + 500])))
+                )
+            cols = [c for c in rows[0] if c != "url"]
+            _upsert(conn, stories, rows, cols)
+        return len(rows) - len(known), len(known)
+
+    def stories_between(self, start: datetime, end: datetime) -> list[Story]:
+        with self.begin() as conn:
+            result = conn.execute(
+                select(stories)
+                .where(stories.c.published_at >= start, stories.c.published_at < end)
+                .order_by(stories.c.published_at.desc(), stories.c.id)
+            )
+            return [_story(r) for r in result]
+
+    def stories_by_id(self, ids: Iterable[int]) -> dict[int, Story]:
+        ids = list(ids)
+        if not ids:
+            return {}
+        with self.begin() as conn:
+            result = conn.execute(select(stories).where(stories.c.id.in_(ids)))
+            return {r.id: _story(r) for r in result}
+
+    def count_stories(self) -> int:
+        with self.begin() as conn:
+            return conn.scalar(select(func.count()).select_from(stories)) or 0
+
+    # -- page views --------------------------------------------------------
+    def upsert_pageviews(self, items: Iterable[PageViews]) -> int:
+        merged: dict[tuple[str, date, str], int] = {}
+        for pv in items:
+            key = (pv.url, pv.day, pv.source)
+            merged[key] = merged.get(key, 0) + pv.views
+        rows = [{"url": u, "day": d, "source": s, "views": v} for (u, d, s), v in merged.items()]
+        with self.begin() as conn:
+            for i in range(0, len(rows), 1000):
+                _upsert(conn, page_views, rows[i : i + 1000], ["views"])
+        return len(rows)
+
+    def views_by_url(self, first_day: date, last_day: date) -> dict[str, int]:
+        """Total page views per URL over local days first_day..last_day inclusive."""
+        with self.begin() as conn:
+            result = conn.execute(
+                select(page_views.c.url, func.sum(page_views.c.views))
+                .where(page_views.c.day >= first_day, page_views.c.day <= last_day)
+                .group_by(page_views.c.url)
+            )
+            return {url: int(total) for url, total in result}
+
+    # -- editions ----------------------------------------------------------
+    def save_edition(self, edition: Edition) -> None:
+        """Store an edition and its picks, replacing an earlier draft of the same name."""
+        with self.begin() as conn:
+            conn.execute(edition_picks.delete().where(edition_picks.c.edition == edition.name))
+            conn.execute(editions.delete().where(editions.c.name == edition.name))
+            conn.execute(
+                editions.insert().values(
+                    name=edition.name,
+                    send_at=edition.send_at,
+                    window_start=edition.window_start,
+                    window_end=edition.window_end,
+                    subject=edition.subject,
+                    preheader=edition.preheader,
+                    status=edition.status,
+                    updated_at=now(),
+                )
+            )
+            rows = [
+                {
+                    "edition": edition.name,
+                    "slot": p.slot,
+                    "position": p.position,
+                    "story_id": p.story.id,
+                    "score": p.score,
+                    "breakdown": json.dumps(p.breakdown, sort_keys=True),
+                    "views": p.views,
+                }
+                for p in edition.picks
+            ]
+            if rows:
+                conn.execute(edition_picks.insert(), rows)
+
+    def load_edition(self, name: str) -> Edition | None:
+        with self.begin() as conn:
+            row = conn.execute(select(editions).where(editions.c.name == name)).first()
+            if row is None:
+                return None
+            pick_rows = conn.execute(
+                select(edition_picks)
+                .where(edition_picks.c.edition == name)
+                .order_by(edition_picks.c.slot, edition_picks.c.position)
+            ).all()
+        by_id = self.stories_by_id(p.story_id for p in pick_rows)
+        picks = [
+            Pick(
+                story=by_id[p.story_id],
+                slot=p.slot,
+                position=p.position,
+                score=p.score,
+                breakdown=json.loads(p.breakdown),
+                views=p.views,
+            )
+            for p in pick_rows
+        ]
+        leads = [p for p in picks if p.slot == "lead"]
+        return Edition(
+            name=row.name,
+            send_at=row.send_at,
+            window_start=row.window_start,
+            window_end=row.window_end,
+            subject=row.subject,
+            preheader=row.preheader,
+            status=row.status,
+            lead=leads[0] if leads else None,
+            more=[p for p in picks if p.slot == "more"],
+            most_read=[p for p in picks if p.slot == "most_read"],
+        )
+
+    def set_edition_status(self, name: str, status: str) -> None:
+        with self.begin() as conn:
+            conn.execute(
+                update(editions)
+                .where(editions.c.name == name)
+                .values(status=status, updated_at=now())
+            )
+
+    def edition_names(self) -> list[str]:
+        with self.begin() as conn:
+            return list(conn.scalars(select(editions.c.name).order_by(editions.c.name.desc())))
+
+    # -- subscribers and suppressions ---------------------------------------
+    def suppressed(self, emails: Sequence[str]) -> dict[str, str]:
+        """The reason each of these (lower-case) addresses is suppressed, if it is."""
+        found: dict[str, str] = {}
+        with self.begin() as conn:
+            for i in range(0, len(emails), 500):
+                chunk = list(emails[i : i + 500])
+                result = conn.execute(
+                    select(suppressions.c.email, suppressions.c.reason).where(
+                        suppressions.c.email.in_(chunk)
+                    )
+                )
+                found.update({k: v for k, v in result})
+        return found
+
+    def suppress(self, email: str, reason: str, source: str = "") -> bool:
+        """Suppress an address for good and mark the subscriber. False if it already was."""
+        email = email.lower()
+        with self.begin() as conn:
+            exists = conn.scalar(select(suppressions.c.email).where(suppressions.c.email == email))
+            if exists is None:
+                conn.execute(
+                    suppressions.insert().values(
+                        email=email, reason=reason, source=source, created_at=now()
+                    )
+                )
+            conn.execute(
+                update(subscribers)
+                .where(subscribers.c.email == email)
+                .values(status=reason, updated_at=now())
+            )
+            return exists is None
+
+    def upsert_subscribers(self, items: Sequence[Subscriber]) -> tuple[int, int, int]:
+        """Add or update subscribers, never reactivating one who left.
+
+        Returns (added, updated, kept_out): kept_out counts rows that asked to be
+        active for an address that unsubscribed, bounced or complained.
+        """
+        if not items:
+            return 0, 0, 0
+        emails = [s.email.lower() for s in items]
+        gone = self.suppressed(emails)
+        with self.begin() as conn:
+            existing: dict[str, str] = {}
+            for i in range(0, len(emails), 500):
+                result = conn.execute(
+                    select(subscribers.c.email, subscribers.c.status).where(
+                        subscribers.c.email.in_(emails[i : i + 500])
+                    )
+                )
+                existing.update({k: v for k, v in result})
+            rows = []
+            kept_out = 0
+            new_suppressions = []
+            for s in items:
+                email = s.email.lower()
+                status = s.status
+                left = gone.get(email) or (
+                    existing.get(email) if existing.get(email) in LEFT_STATUSES else None
+                )
+                if left and status not in LEFT_STATUSES:
+                    kept_out += 1
+                    status = left
+                if status in LEFT_STATUSES and email not in gone:
+                    new_suppressions.append(
+                        {"email": email, "reason": status, "source": "import", "created_at": now()}
+                    )
+                    gone[email] = status
+                rows.append(
+                    {
+                        "email": email,
+                        "name": s.name,
+                        "sections": ";".join(s.sections),
+                        "status": status,
+                        "attributes": json.dumps(s.attributes, sort_keys=True),
+                        "updated_at": now(),
+                    }
+                )
+            _upsert(
+                conn, subscribers, rows, ["name", "sections", "status", "attributes", "updated_at"]
+            )
+            if new_suppressions:
+                conn.execute(suppressions.insert(), new_suppressions)
+        added = sum(1 for e in set(emails) if e not in existing)
+        return added, len(set(emails)) - added, kept_out
+
+    def iter_subscribers(
+        self, status: str | None = None, chunk: int = 5000
+    ) -> Iterator[Subscriber]:
+        """Every subscriber in email order, streamed in chunks (never the whole list in memory)."""
+        last = ""
+        while True:
+            query = select(subscribers).where(subscribers.c.email > last)
+            if status is not None:
+                query = query.where(subscribers.c.status == status)
+            with self.begin() as conn:
+                rows = conn.execute(query.order_by(subscribers.c.email).limit(chunk)).all()
+            if not rows:
+                return
+            for row in rows:
+                yield _subscriber(row)
+            last = rows[-1].email
+
+    def deliverable(self, chunk: int = 5000) -> Iterator[Subscriber]:
+        """Active subscribers with no suppression, in email order, streamed."""
+        last = ""
+        while True:
+            query = (
+                select(subscribers)
+                .outerjoin(suppressions, suppressions.c.email == subscribers.c.email)
+                .where(
+                    subscribers.c.email > last,
+                    subscribers.c.status == "active",
+                    suppressions.c.email.is_(None),
+                )
+                .order_by(subscribers.c.email)
+                .limit(chunk)
+            )
+            with self.begin() as conn:
+                rows = conn.execute(query).all()
+            if not rows:
+                return
+            for row in rows:
+                yield _subscriber(row)
+            last = rows[-1].email
+
+    def count_subscribers(self) -> dict[str, int]:
+        with self.begin() as conn:
+            result = conn.execute(
+                select(subscribers.c.status, func.count()).group_by(subscribers.c.status)
+            )
+            return {status: int(n) for status, n in result}
+
+    # -- sends and the batch ledger -------------------------------------------
+    def get_send(self, edition: str) -> Any | None:
+        with self.begin() as conn:
+            return conn.execute(select(sends).where(sends.c.edition == edition)).first()
+
+    def create_send(self, edition: str, backend: str, batches: Iterable[list[Recipient]]) -> int:
+        """Snapshot the recipients into numbered pending batches, in one transaction.
+
+        If the process dies half-way nothing is recorded and the next attempt
+        starts clean; once this returns, the snapshot is fixed.
+        """
+        with self.begin() as conn:
+            send_id = conn.execute(
+                sends.insert().values(
+                    edition=edition,
+                    backend=backend,
+                    state="sending",
+                    recipients=0,
+                    batches=0,
+                    note="",
+                    created_at=now(),
+                    updated_at=now(),
+                )
+            ).inserted_primary_key[0]
+            total = 0
+            number = 0
+            pending: list[dict[str, Any]] = []
+            for number, recipients in enumerate(batches, start=1):
+                total += len(recipients)
+                pending.append(
+                    {
+                        "send_id": send_id,
+                        "number": number,
+                        "state": "pending",
+                        "size": len(recipients),
+                        "recipients": json.dumps(
+                            [[r.email, r.name] for r in recipients], separators=(",", ":")
+                        ),
+                        "attempts": 0,
+                        "updated_at": now(),
+                    }
+                )
+                if len(pending) >= 50:
+                    conn.execute(send_batches.insert(), pending)
+                    pending = []
+            if pending:
+                conn.execute(send_batches.insert(), pending)
+            conn.execute(
+                update(sends).where(sends.c.id == send_id).values(recipients=total, batches=number)
+            )
+        return int(send_id)
+
+    def batch_states(self, send_id: int) -> dict[str, tuple[int, int]]:
+        """state -> (batches, recipients)."""
+        with self.begin() as conn:
+            result = conn.execute(
+                select(send_batches.c.state, func.count(), func.sum(send_batches.c.size))
+                .where(send_batches.c.send_id == send_id)
+                .group_by(send_batches.c.state)
+            )
+            return {state: (int(n), int(size or 0)) for state, n, size in result}
+
+    def claim_batch(self, send_id: int, states: Sequence[str] = ("pending",)) -> Batch | None:
+        """Move the lowest-numbered batch in one of `states` to `sending` and return it.
+
+        The state change is committed before the caller talks to the mail API,
+        so a crash afterwards leaves the batch visibly "in doubt". On PostgreSQL
+        many workers claim concurrently with FOR UPDATE SKIP LOCKED.
+        """
+        with self.begin() as conn:
+            query = (
+                select(send_batches.c.number, send_batches.c.recipients, send_batches.c.attempts)
+                .where(send_batches.c.send_id == send_id, send_batches.c.state.in_(list(states)))
+                .order_by(send_batches.c.number)
+                .limit(1)
+            )
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            row = conn.execute(query).first()
+            if row is None:
+                return None
+            claimed = conn.execute(
+                update(send_batches)
+                .where(
+                    send_batches.c.send_id == send_id,
+                    send_batches.c.number == row.number,
+                    send_batches.c.state.in_(list(states)),
+                )
+                .values(state="sending", attempts=row.attempts + 1, updated_at=now())
+            ).rowcount
+            if claimed != 1:  # another SQLite writer got it first; try again
+                return self.claim_batch(send_id, states)
+        return Batch(
+            send_id=send_id,
+            number=row.number,
+            recipients=[Recipient(email=e, name=n) for e, n in json.loads(row.recipients)],
+            state="sending",
+            attempts=row.attempts + 1,
+        )
+
+    def requeue_batches(self, send_id: int, states: Sequence[str]) -> int:
+        """Put batches in these states back to pending. Returns how many recipients."""
+        with self.begin() as conn:
+            size = conn.scalar(
+                select(func.sum(send_batches.c.size)).where(
+                    send_batches.c.send_id == send_id, send_batches.c.state.in_(list(states))
+                )
+            )
+            conn.execute(
+                update(send_batches)
+                .where(send_batches.c.send_id == send_id, send_batches.c.state.in_(list(states)))
+                .values(state="pending", updated_at=now())
+            )
+        return int(size or 0)
+
+    def finish_batch(
+        self,
+        send_id: int,
+        number: int,
+        state: str,
+        *,
+        response_code: int | None = None,
+        message_id: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        with self.begin() as conn:
+            conn.execute(
+                update(send_batches)
+                .where(send_batches.c.send_id == send_id, send_batches.c.number == number)
+                .values(
+                    state=state,
+                    response_code=response_code,
+                    message_id=message_id,
+                    error=error,
+                    updated_at=now(),
+                )
+            )
+
+    def set_send_state(self, send_id: int, state: str, note: str = "") -> None:
+        with self.begin() as conn:
+            conn.execute(
+                update(sends)
+                .where(sends.c.id == send_id)
+                .values(state=state, note=note, updated_at=now())
+            )
+
+    def failed_batches(self, send_id: int) -> list[Any]:
+        with self.begin() as conn:
+            return conn.execute(
+                select(
+                    send_batches.c.number,
+                    send_batches.c.size,
+                    send_batches.c.state,
+                    send_batches.c.response_code,
+                    send_batches.c.error,
+                )
+                .where(
+                    send_batches.c.send_id == send_id,
+                    send_batches.c.state.in_(["failed", "sending"]),
+                )
+                .order_by(send_batches.c.number)
+            ).all()
+
+    def list_sends(self) -> list[Any]:
+        with self.begin() as conn:
+            return conn.execute(select(sends).order_by(sends.c.edition.desc())).all()
