@@ -43,8 +43,9 @@ subscribers_app = typer.Typer(
 )
 app.add_typer(subscribers_app, name="subscribers")
 
-console = Console()
-err = Console(stderr=True)
+# soft_wrap: a path or an error stays on one line, whatever the terminal width.
+console = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 ConfigOption = Annotated[
     Path,
@@ -76,6 +77,11 @@ def _setup_logging(verbose: bool = False) -> None:
     root.propagate = False
 
 
+def _error(message: str) -> None:
+    """One line on stderr. Plain text: our messages hold [sections] that are not markup."""
+    sys.stderr.write(f"error: {message}\n")
+
+
 @contextmanager
 def _session(config_path: Path) -> Iterator[tuple[config.Settings, Store]]:
     """Load settings and open the store; turn our errors into one line and an exit status."""
@@ -88,7 +94,7 @@ def _session(config_path: Path) -> Iterator[tuple[config.Settings, Store]]:
         finally:
             store.close()
     except DigestError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+        _error(str(exc))
         raise typer.Exit(exc.exit_code) from None
 
 
@@ -98,7 +104,7 @@ def _day(settings: config.Settings, value: str | None) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        err.print(f"[red]error:[/red] --date {value!r} is not a date; use YYYY-MM-DD")
+        _error(f"--date {value!r} is not a date; use YYYY-MM-DD")
         raise typer.Exit(2) from None
 
 
@@ -504,7 +510,7 @@ def subscribers_add(
         try:
             address = normalise_email(email)
         except EmailNotValidError as exc:
-            err.print(f"[red]error:[/red] {email!r} is not an e-mail address: {exc}")
+            _error(f"{email!r} is not an e-mail address: {exc}")
             raise typer.Exit(2) from None
         parts = tuple(s.strip() for s in sections.split(";") if s.strip())
         added, _updated, kept_out = store.upsert_subscribers([Subscriber(address, name, parts)])
@@ -523,6 +529,27 @@ def subscribers_remove(
     with _session(config_path) as (_settings, store):
         store.suppress(email, "unsubscribed", source="cli")
         console.print(f"{email.lower()} unsubscribed")
+
+
+# -- scheduling (issue 4) -----------------------------------------------------------
+
+
+@app.command()
+def schedule(
+    config_path: ConfigOption = Path("digest.toml"),
+    next_count: Annotated[
+        int | None,
+        typer.Option("--next", help="Print the next N fire times of every job and exit."),
+    ] = None,
+) -> None:
+    """Run the jobs in cron.yaml on time, in the newsroom's time zone (foreground)."""
+    from digest import schedule as scheduling
+
+    with _session(config_path) as (settings, store):
+        scheduling.cli_main(settings, store, next_count=next_count, console=console)
+
+
+# -- end scheduling ----------------------------------------------------------------
 
 
 def main() -> None:

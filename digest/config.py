@@ -128,13 +128,12 @@ def _get(table: dict[str, Any], key: str, kind: type, path: Path, where: str, de
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(
-            f"{path}: [{where}] {key} must be a {kind.__name__}, not {type(value).__name__}"
-        )
+        raise ConfigError(f"{path}: [{where}] {key} must be {_KIND_NAMES[kind]}, not {value!r}")
     return value
 
 
 _REQUIRED = object()
+_KIND_NAMES = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
 
 
 def _str_list(table: dict[str, Any], key: str, path: Path, where: str) -> tuple[str, ...]:

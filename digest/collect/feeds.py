@@ -52,7 +52,7 @@ def fetch(source: str, timeout: float = 20.0) -> tuple[bytes, str]:
 
 def _published(entry: Any) -> datetime | None:
     for key in ("published_parsed", "updated_parsed", "created_parsed"):
-        parsed = entry.get(key)
+        parsed = dict.get(entry, key)  # plain dict.get: no deprecated key aliasing
         if parsed:
             # feedparser normalises to UTC struct_time.
             return datetime.fromtimestamp(calendar.timegm(parsed), tz=UTC)

@@ -6,6 +6,7 @@ else; batching, retries and the ledger live in ledger.py, once for all of them.
 
 from __future__ import annotations
 
+import email.policy
 import html
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -13,10 +14,15 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import Protocol
-from urllib.parse import quote
 
 from digest.errors import SendError
 from digest.models import Batch, Recipient, RenderedEdition
+
+
+#: CRLF line ends as SMTP wants. Header lines may run to RFC 5322's hard limit of
+#: 998: Python's folder otherwise breaks a long subject right after "Subject:",
+#: which some clients show as a leading space.
+MESSAGE_POLICY = email.policy.SMTP.clone(max_line_length=998)
 
 
 @dataclass(frozen=True)
@@ -41,34 +47,42 @@ class Letter:
 
         return self.unsubscribe_base + unsubscribe_token(self.secret, recipient.email)
 
-    def substitutions(self, recipient: Recipient) -> dict[str, str]:
-        """Token -> value for one recipient, HTML-escaped where the token sits in HTML."""
+    def substitutions(self, recipient: Recipient, unsubscribe_url: str = "") -> dict[str, str]:
+        """Token -> value for one recipient, HTML-escaped where the token sits in HTML.
+
+        Pass `unsubscribe_url` when you have it already: signing is the costly part,
+        and a SendGrid batch needs the URL twice per recipient (here and in the headers).
+        """
         greeting = f"Good morning, {recipient.name}." if recipient.name else "Good morning."
         return {
             "%%greeting%%": html.escape(greeting),
             "%%greeting_text%%": greeting,
-            "%%unsubscribe_url%%": self.unsubscribe_url(recipient),
+            "%%unsubscribe_url%%": unsubscribe_url or self.unsubscribe_url(recipient),
         }
 
-    def list_unsubscribe(self, recipient: Recipient) -> dict[str, str]:
+    def list_unsubscribe(self, recipient: Recipient, unsubscribe_url: str = "") -> dict[str, str]:
         """RFC 2369 List-Unsubscribe and RFC 8058 one-click headers for one recipient."""
-        targets = [f"<{self.unsubscribe_url(recipient)}>"]
+        url = unsubscribe_url or self.unsubscribe_url(recipient)
+        targets = f"<{url}>"
         if self.unsubscribe_mailto:
-            token = quote(self.unsubscribe_url(recipient).rsplit("/", 1)[-1])
-            targets.append(f"<mailto:{self.unsubscribe_mailto}?subject=unsubscribe%20{token}>")
+            # The token is base64url and ".", all unreserved in a URI (RFC 3986 2.3),
+            # so it goes into the mailto subject as it is.
+            token = url.rsplit("/", 1)[-1]
+            targets += f", <mailto:{self.unsubscribe_mailto}?subject=unsubscribe%20{token}>"
         return {
-            "List-Unsubscribe": ", ".join(targets),
+            "List-Unsubscribe": targets,
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         }
 
     def message_for(self, recipient: Recipient) -> EmailMessage:
         """A complete RFC 5322 message for one recipient, tokens filled (outbox and SMTP)."""
-        values = self.substitutions(recipient)
+        url = self.unsubscribe_url(recipient)
+        values = self.substitutions(recipient, url)
         html_part, text_part = self.rendered.html, self.rendered.text
         for token, value in values.items():
             html_part = html_part.replace(token, value)
             text_part = text_part.replace(token, value)
-        message = EmailMessage()
+        message = EmailMessage(policy=MESSAGE_POLICY)
         message["From"] = Address(self.from_name, addr_spec=self.from_email)
         message["To"] = Address(recipient.name, addr_spec=recipient.email)
         message["Subject"] = self.subject
@@ -78,7 +92,7 @@ class Letter:
             message["Reply-To"] = self.reply_to
         if self.list_id:
             message["List-Id"] = self.list_id
-        for name, value in self.list_unsubscribe(recipient).items():
+        for name, value in self.list_unsubscribe(recipient, url).items():
             message[name] = value
         message["X-Digest-Edition"] = self.edition
         message.set_content(text_part, subtype="plain", charset="utf-8")

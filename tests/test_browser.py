@@ -1,0 +1,79 @@
+"""The email as a reader sees it: headless Chromium at phone and desktop widths."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import need
+
+from digest import jobs
+from digest.config import Settings
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
+# Chromium's own update and sync traffic is refused on a closed network; keep it quiet.
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    need(Path(CHROMIUM).exists(), "Chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def email_file(settings: Settings, tmp_path: Path) -> Path:
+    store = jobs.open_store(settings)
+    jobs.collect(settings, store)
+    edition = jobs.draft(settings, store, date(2025, 12, 5))
+    rendered = jobs.render_edition(settings, store, edition.name)
+    html_path, _ = jobs.write_edition(settings, rendered, tmp_path / "out")
+    return html_path
+
+
+@pytest.mark.parametrize(("width", "name"), [(375, "phone"), (1024, "desktop")])
+def test_email_reads_well_at_phone_and_desktop_width(
+    browser: Any, email_file: Path, width: int, name: str, tmp_path: Path
+) -> None:
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    page.goto(email_file.as_uri())
+    # Nothing sideways: a reader on a phone never scrolls horizontally.
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    headline = page.locator("h1")
+    assert headline.inner_text().startswith("Trump to meet Putin")
+    assert headline.is_visible()
+    # Every picture loads (local files in the sample newsroom).
+    broken = page.evaluate(
+        "[...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)"
+    )
+    assert broken == []
+    body_width = page.evaluate("document.querySelector('h1').getBoundingClientRect().width")
+    if name == "phone":
+        # On a phone the columns stack: a More in News headline spans nearly the width.
+        story = page.locator("a", has_text="Where to cut your Christmas tree").first
+        assert story.bounding_box()["width"] > 0.6 * width  # type: ignore[index]
+    else:
+        # On a desktop the email keeps its 600px column, centred.
+        assert body_width <= 600
+        thumb = page.locator("img[alt*='spruce']").first
+        text = page.locator("a", has_text="Where to cut your Christmas tree").first
+        assert thumb.bounding_box()["x"] < text.bounding_box()["x"]  # type: ignore[index]
+    page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
+    assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+    page.close()

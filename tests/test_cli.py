@@ -1,0 +1,150 @@
+"""The `digest` command as an operator runs it: real subprocesses, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DIGEST = [sys.executable, "-m", "digest.cli"]
+
+
+def digest(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    environment.update(env or {})
+    return subprocess.run(
+        [*DIGEST, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_run_end_to_end_then_again(newsroom: Path) -> None:
+    first = digest("run", "--date", "2025-12-05", cwd=newsroom)
+    assert first.returncode == 0, first.stderr
+    assert "Edition 2025-12-05" in first.stdout
+    assert "9 of 9 recipients sent (9 now)" in first.stdout
+    assert f"outbox: {newsroom / 'var' / 'outbox' / '2025-12-05'}" in first.stdout
+    assert len(list((newsroom / "var/outbox/2025-12-05").glob("*.eml"))) == 9
+    assert (newsroom / "var/editions/2025-12-05.html").exists()
+    # The bad row is one clear line naming the file and line; the run went on.
+    bad = [line for line in first.stderr.splitlines() if "bob@@example.com" in line]
+    assert len(bad) == 1 and "subscribers.csv: line 7:" in bad[0]
+    second = digest("run", "--date", "2025-12-05", cwd=newsroom)
+    assert second.returncode == 0, second.stderr
+    assert "9 of 9 recipients sent (0 now)" in second.stdout
+    assert len(list((newsroom / "var/outbox/2025-12-05").glob("*.eml"))) == 9
+
+
+def test_each_stage_alone(newsroom: Path, tmp_path: Path) -> None:
+    collected = digest("collect", cwd=newsroom)
+    assert collected.returncode == 0, collected.stderr
+    assert "11 new stories" in collected.stdout
+    drafted = digest("draft", "--date", "2025-12-05", "--json", cwd=newsroom)
+    assert drafted.returncode == 0, drafted.stderr
+    edition = json.loads(drafted.stdout)
+    assert edition["lead"]["title"].startswith("Trump to meet Putin")
+    assert edition["lead"]["breakdown"]["total"] == edition["lead"]["score"]
+    assert [p["views"] for p in edition["most_read"]] == sorted(
+        (p["views"] for p in edition["most_read"]), reverse=True
+    )
+    table = digest("draft", "--date", "2025-12-05", cwd=newsroom)
+    assert "More in News" in table.stdout and "Most Read" in table.stdout
+    rendered = digest("render", "2025-12-05", "--out", str(tmp_path / "out"), cwd=newsroom)
+    assert rendered.returncode == 0, rendered.stderr
+    html = (tmp_path / "out" / "2025-12-05.html").read_text()
+    assert "Trump to meet Putin" in html and "%%" not in html
+    assert (tmp_path / "out" / "2025-12-05.txt").exists()
+    digest("subscribers", "import", "subscribers.csv", cwd=newsroom)
+    sent = digest("send", "2025-12-05", cwd=newsroom)
+    assert sent.returncode == 0, sent.stderr
+    assert "9 of 9 recipients sent" in sent.stdout
+    again = digest("send", "2025-12-05", cwd=newsroom)
+    assert "(0 now)" in again.stdout
+
+
+def test_collect_from_a_given_source_and_a_broken_one(newsroom: Path) -> None:
+    broken = newsroom / "broken.xml"
+    broken.write_text("<html><body>Moved</body>", encoding="utf-8")
+    result = digest(
+        "collect",
+        "--source",
+        str(broken),
+        "--source",
+        "examples/sample-newsroom/feed.xml",
+        cwd=newsroom,
+    )
+    assert result.returncode == 1
+    assert "11 new stories" in result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "broken.xml: not a readable RSS or Atom feed" in errors[0]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "no such settings file"),
+        ("[newsroom\nname = 1", "not valid TOML"),
+        (
+            '[newsroom]\nname = "X"\nwebsite = "https://x"\npostal_address = "1 St"\n'
+            'time_zone = "Mars/Olympus"\n[sender]\nfrom_email = "a@x.org"\n',
+            "is not an IANA time zone",
+        ),
+        (
+            '[newsroom]\nname = "X"\nwebsite = "https://x"\n',
+            "[newsroom] postal_address is required",
+        ),
+        (
+            '[newsroom]\nname = "X"\nwebsite = "https://x"\npostal_address = "1 St"\n'
+            '[sender]\nfrom_email = "a@x.org"\n[edition]\nmore_count = "many"\n',
+            "[edition] more_count must be a whole number",
+        ),
+    ],
+)
+def test_bad_settings_give_one_line_and_status_2(
+    tmp_path: Path, content: str | None, expected: str
+) -> None:
+    config = tmp_path / "digest.toml"
+    if content is not None:
+        config.write_text(content, encoding="utf-8")
+    result = digest("run", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert expected in lines[0] and "digest.toml" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["run"],
+        ["collect"],
+        ["draft"],
+        ["render"],
+        ["send"],
+        ["sends"],
+        ["subscribers"],
+        ["subscribers", "import"],
+        ["schedule"],
+    ],
+)
+def test_every_command_explains_itself(command: list[str], tmp_path: Path) -> None:
+    result = digest(*command, "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "Usage:" in result.stdout
+    assert "--config" in result.stdout or "Commands" in result.stdout
+
+
+def test_unknown_edition_says_what_to_do(newsroom: Path) -> None:
+    result = digest("render", "2031-01-01", cwd=newsroom)
+    assert result.returncode == 1
+    assert (
+        "no edition '2031-01-01'" in result.stderr
+        and "digest draft --date 2031-01-01" in result.stderr
+    )

@@ -1,0 +1,181 @@
+"""collect: the sample feed and real feeds from the wild, normalised into stories."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from digest.collect import collect_all
+from digest.collect.feeds import parse_feed, read_feed
+from digest.collect.pageviews import read_pageviews
+from digest.collect.urls import canonical_url
+from digest.config import Settings
+from digest.errors import InputError
+from digest.store import Store
+
+DATA = Path(__file__).parent / "data" / "feeds"
+LEAD = "Trump to meet Putin at Joint Base Elmendorf-Richardson in Anchorage"
+
+
+def test_sample_feed_normalises_every_field(settings: Settings) -> None:
+    stories = {s.title: s for s in read_feed(settings.sources.feeds[0])}
+    assert len(stories) == 11
+    lead = stories[LEAD]
+    assert lead.url == (
+        "https://news.example.org/news/"
+        "trump-to-meet-putin-at-joint-base-elmendorf-richardson-in-anchorage/"
+    )
+    assert (
+        lead.dek
+        == "Trump was expected to make what amounted to a day trip to Alaska to meet with Putin."
+    )
+    assert lead.byline == "The New York Times"
+    assert lead.section == "Politics"
+    assert lead.image_credit == "Doug Mills/The New York Times"
+    assert lead.image_caption.startswith("President Donald Trump and President Vladimir Putin")
+    assert "(Doug Mills" not in lead.image_caption
+    assert lead.image_url.startswith("file://") and lead.image_url.endswith(".jpg")
+    assert lead.published_at.tzinfo == UTC
+    assert lead.prominence == 1.0
+    # Tracking parameters in the feed's links are gone.
+    assert all("utm_" not in s.url and "fbclid" not in s.url for s in stories.values())
+    # The caption with markup inside the page keeps its characters, loses its tags.
+    author = next(s for s in stories.values() if s.title.startswith("Author calls"))
+    assert "Ḵunéix̱ Hídi" in author.image_caption
+    assert "<strong>" not in author.image_caption
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("https://News.Example.org/a/?utm_source=rss&id=7#top", "https://news.example.org/a/?id=7"),
+        ("https://news.example.org/a?fbclid=xyz", "https://news.example.org/a"),
+        (
+            "http://news.example.org:80/a?gclid=1&mc_cid=2&page=2",
+            "http://news.example.org/a?page=2",
+        ),
+    ],
+)
+def test_canonical_url_strips_tracking(raw: str, expected: str) -> None:
+    assert canonical_url(raw) == expected
+
+
+def test_collecting_twice_updates_and_never_duplicates(settings: Settings, store: Store) -> None:
+    first = collect_all(settings, store)
+    second = collect_all(settings, store)
+    assert (first.new, first.updated) == (11, 0)
+    assert (second.new, second.updated) == (0, 11)
+    assert store.count_stories() == 11
+
+
+def test_a_bad_feed_is_one_line_and_the_rest_goes_on(
+    settings: Settings, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = str(DATA / "unrecognized.rss")
+    result = collect_all(settings, store, feeds=[broken, *settings.sources.feeds], pageviews=[])
+    assert result.failed_sources == [broken]
+    assert result.new == 11
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "unrecognized.rss" in errors[0] and "not a readable RSS or Atom feed" in errors[0]
+
+
+def test_missing_file_names_the_path() -> None:
+    with pytest.raises(InputError, match=r"nowhere\.xml: cannot read"):
+        read_feed("/nowhere.xml")
+
+
+def test_entry_without_link_or_with_javascript_link_is_skipped_with_a_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    feed = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>
+    <item><title>No link here</title><pubDate>Thu, 04 Dec 2025 10:00:00 -0900</pubDate></item>
+    <item><title>Evil</title><link>javascript:alert(1)</link></item>
+    <item><title>Fine &lt;script&gt;alert(1)&lt;/script&gt;</title><link>https://x.example.org/ok</link></item>
+    </channel></rss>"""
+    stories = parse_feed(feed, "test.xml", "file:///tmp/test.xml")
+    assert [s.url for s in stories] == ["https://x.example.org/ok"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("test.xml: entry 1 ('No link here'): no link" in m for m in messages)
+    assert any(
+        "test.xml: entry 2 ('Evil'): link 'javascript:alert(1)' is not http(s)" in m
+        for m in messages
+    )
+
+
+def test_real_guardian_feed_gives_images_credits_and_bylines() -> None:
+    stories = read_feed(str(DATA / "guardian.rss"))
+    assert len(stories) == 55
+    with_credit = [s for s in stories if s.image_url and s.image_credit]
+    assert len(with_credit) > 40
+    assert all(s.url.startswith("https://www.theguardian.com/") for s in stories)
+    assert all(s.byline for s in stories[:10])
+
+
+def test_real_feeds_in_odd_encodings_and_atom_are_read() -> None:
+    assert len(read_feed(str(DATA / "heise.atom"))) == 15
+    assert len(read_feed(str(DATA / "lanacion.xml"))) == 100
+    uol = read_feed(str(DATA / "uolNoticias.rss"))  # ISO-8859-1 bytes declared as UTF-8
+    assert len(uol) == 15
+    assert any("ç" in s.title for s in uol)
+
+
+def test_an_html_page_is_not_a_feed() -> None:
+    with pytest.raises(InputError, match=r"DaringFireball\.html: not a readable RSS or Atom feed"):
+        read_feed(str(DATA / "DaringFireball.html"))
+
+
+def test_feed_over_http_from_a_local_server(http_server: str) -> None:
+    stories = read_feed(f"{http_server}/examples/sample-newsroom/feed.xml?utm_source=x")
+    assert len(stories) == 11
+    # Relative image URLs resolve against where the feed came from.
+    assert stories[0].image_url.startswith(http_server + "/examples/sample-newsroom/images/")
+
+
+def test_http_error_is_one_clear_line(http_server: str) -> None:
+    with pytest.raises(InputError, match=r"HTTP 404; check the URL"):
+        read_feed(f"{http_server}/missing.xml")
+
+
+def test_pageviews_merge_tracking_variants_and_skip_bad_rows(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from zoneinfo import ZoneInfo
+
+    csv = tmp_path / "views.csv"
+    csv.write_text(
+        "date,url,pageviews\n"
+        "2025-12-04,https://news.example.org/a/,100\n"
+        "2025-12-04,https://news.example.org/a/?utm_source=nl,20\n"
+        "2025-12-04,https://news.example.org/b/,lots\n"
+        "20251205,https://news.example.org/b/,7\n",
+        encoding="utf-8",
+    )
+    rows = read_pageviews(str(csv), ZoneInfo("America/Juneau"))
+    assert [(r.url, r.day.isoformat(), r.views) for r in rows] == [
+        ("https://news.example.org/a/", "2025-12-04", 100),
+        ("https://news.example.org/a/", "2025-12-04", 20),
+        ("https://news.example.org/b/", "2025-12-05", 7),
+    ]
+    assert any("views.csv: line 4: skipped" in r.getMessage() for r in caplog.records)
+
+
+def test_pageviews_without_url_column_names_the_file_and_line(tmp_path: Path) -> None:
+    from zoneinfo import ZoneInfo
+
+    csv = tmp_path / "ga.csv"
+    csv.write_text("when,count\n2025-12-04,3\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"ga.csv: line 1: need a url column"):
+        read_pageviews(str(csv), ZoneInfo("UTC"))
+
+
+def test_stories_store_times_in_utc(settings: Settings, store: Store) -> None:
+    collect_all(settings, store)
+    window = store.stories_between(
+        datetime(2025, 12, 4, 15, 0, tzinfo=UTC), datetime(2025, 12, 5, 15, 0, tzinfo=UTC)
+    )
+    assert len(window) == 10
+    assert all(s.published_at.tzinfo == UTC for s in window)

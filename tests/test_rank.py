@@ -1,0 +1,90 @@
+"""rank: lead, More in News (capped per section), Most Read from real page views."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+
+from digest.collect import collect_all
+from digest.config import EditionSettings, Settings
+from digest.models import Story
+from digest.rank import WEIGHTS, draft, edition_window, rank
+from digest.store import Store
+
+DAY = date(2025, 12, 5)
+LEAD = "Trump to meet Putin at Joint Base Elmendorf-Richardson in Anchorage"
+
+
+def test_window_is_the_24_hours_before_send_time_in_the_newsroom_zone(settings: Settings) -> None:
+    window = edition_window(DAY, "America/Juneau", settings.edition)
+    # 06:00 in Juneau (UTC-9 in December) is 15:00 UTC.
+    assert window.send_at == datetime(2025, 12, 5, 15, 0, tzinfo=UTC)
+    assert window.start == datetime(2025, 12, 4, 15, 0, tzinfo=UTC)
+    assert (window.first_day, window.last_day) == (date(2025, 12, 4), date(2025, 12, 5))
+
+
+def test_sample_edition(settings: Settings, store: Store) -> None:
+    collect_all(settings, store)
+    edition = draft(store, settings, DAY)
+    assert edition.lead is not None
+    assert edition.lead.story.title == LEAD
+    assert edition.subject == LEAD
+    titles = [p.story.title for p in edition.picks]
+    assert "Juneau Assembly adopts 2026 budget" not in titles  # published 2025-12-02
+    assert len(edition.more) == settings.edition.more_count
+    sections = [edition.lead.story.section] + [p.story.section for p in edition.more]
+    assert max(sections.count(s) for s in set(sections)) <= settings.edition.max_per_section
+    # Most Read is the page-view order, tracking-parameter rows merged in.
+    assert [(p.story.title[:30], p.views) for p in edition.most_read] == [
+        ("Gov. Dunleavy approves Alaska ", 3770),
+        ("Where to cut your Christmas tr", 2890),
+        (LEAD[:30], 2430),
+        ("Skagway’s lone paramedic is su", 1800),
+        ("State starts engineering for p", 1530),
+    ]
+
+
+def test_every_pick_keeps_its_score_breakdown(settings: Settings, store: Store) -> None:
+    collect_all(settings, store)
+    drafted = draft(store, settings, DAY)
+    loaded = store.load_edition(DAY.isoformat())
+    assert loaded is not None
+    assert [p.story.url for p in loaded.picks] == [p.story.url for p in drafted.picks]
+    for pick in loaded.picks:
+        parts = pick.breakdown
+        assert set(parts) == {*WEIGHTS, "total"}
+        assert abs(sum(WEIGHTS[k] * parts[k] for k in WEIGHTS) - parts["total"]) < 1e-3
+        assert pick.score == parts["total"]
+    assert [p.score for p in [loaded.lead, *loaded.more]] == sorted(
+        (p.score for p in [loaded.lead, *loaded.more]), reverse=True
+    )
+
+
+def test_most_read_is_left_out_without_page_view_data(settings: Settings, store: Store) -> None:
+    collect_all(settings, store, pageviews=[])
+    edition = draft(store, settings, DAY)
+    assert edition.lead is not None
+    assert edition.most_read == []
+
+
+def _story(n: int, section: str, hours_before: float, image: bool = True) -> Story:
+    return Story(
+        url=f"https://x.example.org/{n}",
+        title=f"Story {n}",
+        section=section,
+        image_url="https://x.example.org/i.jpg" if image else "",
+        published_at=datetime(2025, 12, 5, 15, tzinfo=UTC) - timedelta(hours=hours_before),
+    )
+
+
+def test_section_cap_and_image_preference() -> None:
+    settings = EditionSettings(more_count=4, max_per_section=2)
+    window = edition_window(DAY, "America/Juneau", settings)
+    stories = [_story(i, "News", i) for i in range(1, 6)] + [_story(9, "Arts", 10)]
+    edition = rank(stories, {}, window, settings)
+    assert [p.story.section for p in [edition.lead, *edition.more]].count("News") == 2
+    assert edition.more[-1].story.section == "Arts"
+    # Same time, same placement: the one with a picture leads.
+    plain, pictured = _story(1, "A", 1, image=False), _story(2, "B", 1)
+    edition = rank([plain, pictured], {}, window, replace(settings, max_per_section=5))
+    assert edition.lead is not None and edition.lead.story is pictured

@@ -1,0 +1,158 @@
+"""render: what a reader gets, and what must never reach an email."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import UTC, date, datetime
+
+import pytest
+from lxml import html as lxml_html
+
+from digest.collect import collect_all
+from digest.config import Settings
+from digest.models import Edition, Pick, Story
+from digest.rank import draft
+from digest.render import TOKENS, RenderError, check_html, render
+from digest.store import Store
+
+DAY = date(2025, 12, 5)
+
+
+@pytest.fixture
+def sample_edition(settings: Settings, store: Store) -> Edition:
+    collect_all(settings, store)
+    return draft(store, settings, DAY)
+
+
+def _texts(html: str, xpath: str) -> list[str]:
+    return [" ".join(e.text_content().split()) for e in lxml_html.fromstring(html).xpath(xpath)]
+
+
+def test_edition_holds_lead_more_and_most_read_in_order(
+    settings: Settings, sample_edition: Edition
+) -> None:
+    out = render(settings, sample_edition)
+    assert sample_edition.lead is not None
+    assert _texts(out.html, "//h1") == [sample_edition.lead.story.title]
+    links = _texts(out.html, "//a")
+    for pick in sample_edition.more:
+        assert pick.story.title in links
+    most_read = _texts(out.html, "//ol/li")
+    assert most_read == [p.story.title for p in sample_edition.most_read]
+    assert most_read[0].startswith("Gov. Dunleavy approves")
+    # The text part tells the same edition.
+    assert sample_edition.lead.story.title.upper() in out.text
+    positions = [out.text.index(p.story.title.split()[0]) for p in sample_edition.most_read[:1]]
+    assert positions and "MOST READ" in out.text
+    assert out.text.index("MORE IN NEWS") < out.text.index("MOST READ")
+
+
+def test_caption_credit_dek_footer_and_preheader(
+    settings: Settings, sample_edition: Edition
+) -> None:
+    out = render(settings, sample_edition)
+    assert "(Doug Mills/The New York Times)" in out.html
+    assert "Trump was expected to make what amounted to a day trip" in out.html
+    assert settings.newsroom.postal_address in out.html
+    assert settings.newsroom.postal_address in out.text
+    assert TOKENS["unsubscribe_url"] in out.html and "%%unsubscribe_url%%" in out.text
+    assert "View in browser" in out.html
+    assert out.subject == sample_edition.lead.story.title  # type: ignore[union-attr]
+    # The preheader (MJML's mj-preview) is the first hidden text of the body.
+    assert sample_edition.preheader in out.html
+
+
+def test_premailer_keeps_doctype_media_queries_and_important(
+    settings: Settings, sample_edition: Edition
+) -> None:
+    out = render(settings, sample_edition)
+    assert out.html.lower().startswith("<!doctype html>")
+    styles = " ".join(lxml_html.fromstring(out.html).xpath("//style/text()"))
+    assert re.search(r"@media only screen and \(max-width: ?479px\)", styles)
+    assert "!important" in styles
+    # The headline rule was inlined for clients that drop <style> blocks.
+    doc = lxml_html.fromstring(out.html)
+    headline_links = doc.xpath("//*[contains(@class,'headline')]//a")
+    assert headline_links
+    assert all("text-decoration:none" in a.get("style", "") for a in headline_links)
+
+
+def test_no_web_fonts_no_scripts(settings: Settings, sample_edition: Edition) -> None:
+    out = render(settings, sample_edition)
+    assert "fonts.googleapis.com" not in out.html
+    assert "@import" not in out.html and "<link" not in out.html
+    assert "<script" not in out.html.lower()
+
+
+def _hostile_edition() -> Edition:
+    t = datetime(2025, 12, 5, 15, tzinfo=UTC)
+    evil = Story(
+        url="https://news.example.org/evil",
+        title='Budget <script>alert("x")</script> & "quotes"',
+        dek="<img src=x onerror=alert(1)> dek",
+        section="News",
+        published_at=t,
+        image_url="javascript:alert(2)",
+    )
+    js_link = Story(url="javascript:alert(3)", title="Click me", published_at=t)
+    fine = Story(url="https://news.example.org/fine", title="Fine story", published_at=t)
+    picks = [Pick(s, "more", i, 0.5) for i, s in enumerate([js_link, fine], start=1)]
+    return Edition(
+        name="2025-12-05",
+        send_at=t,
+        window_start=t,
+        window_end=t,
+        subject=evil.title,
+        preheader=evil.dek,
+        lead=Pick(evil, "lead", 1, 0.9),
+        more=picks,
+        most_read=[Pick(js_link, "most_read", 1, 0.1, views=9)],
+    )
+
+
+def test_script_in_a_title_is_escaped_in_html_and_text(settings: Settings) -> None:
+    out = render(settings, _hostile_edition())
+    assert "<script" not in out.html.lower()
+    assert "&lt;script&gt;alert(" in out.html
+    assert (
+        "onerror"
+        not in lxml_html.tostring(lxml_html.fromstring(out.html))
+        .decode()
+        .split("<body")[1]
+        .split("&lt;img")[0]
+    )
+    doc = lxml_html.fromstring(out.html)
+    assert not doc.xpath("//img[@onerror]")
+    assert not doc.xpath("//script")
+    # The text part shows the title as the characters it is.
+    assert 'BUDGET <SCRIPT>ALERT("X")</SCRIPT> & "QUOTES"' in out.text
+
+
+def test_javascript_links_never_reach_the_email(settings: Settings) -> None:
+    out = render(settings, _hostile_edition())
+    assert "javascript:" not in out.html.lower()
+    assert "javascript:" not in out.text.lower()
+    assert "Click me" not in out.html  # a story without a safe link is left out entirely
+    assert "Fine story" in out.html
+
+
+def test_check_html_refuses_unsafe_output() -> None:
+    good = (
+        '<!doctype html><html><body><a href="https://a.example/">a</a>'
+        f'<a href="{TOKENS["unsubscribe_url"]}">u</a></body></html>'
+    )
+    assert check_html(good) == []
+    with pytest.raises(RenderError, match="not http"):
+        check_html(good.replace("https://a.example/", "javascript:alert(1)"))
+    with pytest.raises(RenderError, match="script"):
+        check_html(good.replace("</body>", "<script>x</script></body>"))
+    with pytest.raises(RenderError, match="unsubscribe"):
+        check_html(good.replace(TOKENS["unsubscribe_url"], "https://b.example/"))
+
+
+def test_an_edition_without_stories_still_renders_honestly(settings: Settings) -> None:
+    empty = replace(_hostile_edition(), lead=None, more=[], most_read=[], subject="Nothing today")
+    out = render(settings, empty)
+    assert "More in News" not in out.html and "Most Read" not in out.html
+    assert settings.newsroom.postal_address in out.html

@@ -1,0 +1,51 @@
+"""store: the same queries on SQLite and PostgreSQL; never resubscribe; the batch ledger."""
+
+from __future__ import annotations
+
+from digest.models import Recipient, Subscriber
+from digest.store import Store
+
+
+def test_import_never_reactivates_someone_who_left(store: Store) -> None:
+    store.upsert_subscribers([Subscriber("a@example.com"), Subscriber("b@example.com")])
+    store.suppress("a@example.com", "bounced", source="webhook")
+    added, updated, kept_out = store.upsert_subscribers(
+        [Subscriber("A@example.com".lower(), status="active"), Subscriber("c@example.com")]
+    )
+    assert (added, updated, kept_out) == (1, 1, 1)
+    assert store.count_subscribers() == {"active": 2, "bounced": 1}
+    assert [s.email for s in store.deliverable()] == ["b@example.com", "c@example.com"]
+
+
+def test_unsubscribed_in_a_file_becomes_a_suppression(store: Store) -> None:
+    store.upsert_subscribers([Subscriber("gone@example.org", status="unsubscribed")])
+    assert store.suppressed(["gone@example.org"]) == {"gone@example.org": "unsubscribed"}
+    store.upsert_subscribers([Subscriber("gone@example.org", status="active")])
+    assert list(store.deliverable()) == []
+
+
+def test_deliverable_streams_in_chunks(store: Store) -> None:
+    store.upsert_subscribers([Subscriber(f"r{i:04d}@example.com") for i in range(1203)])
+    emails = [s.email for s in store.deliverable(chunk=100)]
+    assert len(emails) == 1203 and emails == sorted(emails)
+
+
+def test_ledger_claims_in_order_and_records_states(store: Store) -> None:
+    from datetime import UTC, datetime
+
+    from digest.models import Edition
+
+    now = datetime(2025, 12, 5, tzinfo=UTC)
+    store.save_edition(Edition("2025-12-05", now, now, now, "s", "p", None))
+    batches = [[Recipient(f"r{i}-{j}@example.com") for j in range(3)] for i in range(4)]
+    send_id = store.create_send("2025-12-05", "outbox", iter(batches))
+    first = store.claim_batch(send_id)
+    second = store.claim_batch(send_id)
+    assert first is not None and second is not None
+    assert (first.number, second.number) == (1, 2)
+    assert first.recipients == batches[0]
+    store.finish_batch(send_id, 1, "sent", response_code=202, message_id="m1")
+    store.finish_batch(send_id, 2, "failed", response_code=400, error="bad")
+    assert store.batch_states(send_id) == {"sent": (1, 3), "failed": (1, 3), "pending": (2, 6)}
+    assert store.requeue_batches(send_id, ["failed"]) == 3
+    assert store.batch_states(send_id)["pending"] == (3, 9)
