@@ -359,11 +359,17 @@ def send(
             console.print(f"test copy of {edition} sent to {count} address(es)")
             return
         if dry_run:
-            d = jobs.dry_run(settings, store, edition)
+            d = jobs.dry_run(settings, store, edition, backend)
+            requests = (
+                f"; {d.backend} requests up to {d.largest_request / 1e6:.1f} MB, "
+                f"{d.request_bytes / 1e6:,.1f} MB in all"
+                if d.largest_request
+                else ""
+            )
             console.print(
                 f"dry run: {d.recipients:,} recipients in {d.batches:,} batches "
                 f"(largest {d.largest_batch:,}); about {d.bytes_per_message // 1024} KB "
-                "per message; nothing sent"
+                f"per message{requests}; nothing sent"
             )
             return
         with _stop_on_signal() as stop, _progress() as (on_start, on_progress):
@@ -390,8 +396,13 @@ def sends(
         str | None, typer.Argument(help="Show one edition's send in detail.")
     ] = None,
     config_path: ConfigOption = Path("digest.toml"),
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print each send's report as JSON.")
+    ] = False,
 ) -> None:
     """What went out: each send's state, counts per batch state, failures with reasons."""
+    from dataclasses import asdict
+
     from digest.send.ledger import report
 
     with _session(config_path) as (_settings, store):
@@ -399,6 +410,10 @@ def sends(
         if edition and not rows:
             console.print(f"no send for edition {edition}")
             raise typer.Exit(1)
+        reports = [report(store, row.id) for row in rows]
+        if as_json:
+            sys.stdout.write(json.dumps([asdict(r) for r in reports], indent=2) + "\n")
+            return
         table = Table()
         for column in (
             "edition",
@@ -411,12 +426,11 @@ def sends(
             "failed",
         ):
             table.add_column(column)
-        for row in rows:
-            r = report(store, row.id)
+        for r in reports:
             table.add_row(
-                row.edition,
-                row.backend,
-                row.state,
+                r.edition,
+                r.backend,
+                r.state,
                 f"{r.recipients:,}",
                 f"{r.sent:,}",
                 f"{r.pending:,}",
@@ -426,14 +440,47 @@ def sends(
         console.print(table)
         if edition:
             for b in store.failed_batches(rows[0].id):
-                label = "in doubt" if b.state == "sending" else "failed"
-                console.print(
-                    f"batch {b.number} ({b.size} recipients) {label}: "
-                    f"{b.response_code or ''} {b.error or ''}".rstrip(),
-                    highlight=False,
-                )
+                if b.state == "sending":
+                    why = f" ({b.error})" if b.error else ""
+                    console.print(
+                        f"batch {b.number} ({b.size} recipients) in doubt since "
+                        f"{b.updated_at:%Y-%m-%d %H:%M:%S} UTC{why}: it may or may not have "
+                        "gone out (if a worker is still sending it, it will finish); "
+                        f"`digest send {edition} --resume --retry-in-doubt` resends it",
+                        markup=False,
+                    )
+                else:
+                    console.print(
+                        f"batch {b.number} ({b.size} recipients) failed after {b.attempts} "
+                        f"tries: {b.response_code or ''} {b.error or ''}".rstrip(),
+                        markup=False,
+                    )
             if rows[0].note:
-                console.print(rows[0].note, highlight=False, markup=False)
+                console.print(rows[0].note, markup=False)
+
+
+@app.command()
+def worker(
+    config_path: ConfigOption = Path("digest.toml"),
+    backend: Annotated[
+        str | None, typer.Option(help="outbox, smtp or sendgrid (default: each send's own).")
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Exit when no send has a batch left to claim.")
+    ] = False,
+    poll: Annotated[
+        float, typer.Option(help="Seconds between looks for work when there is none.")
+    ] = 5.0,
+) -> None:
+    """Help send: claim pending batches of every active send, alongside other workers.
+
+    Start `digest send EDITION` once; run any number of workers, on any machine
+    sharing the PostgreSQL database, to go faster. A worker never resends failed
+    or in-doubt batches; that is `digest send EDITION --resume`.
+    """
+    with _session(config_path) as (settings, store), _stop_on_signal() as stop:
+        sent = jobs.work(settings, store, backend=backend, once=once, poll_seconds=poll, stop=stop)
+        console.print(f"worker: {sent:,} recipients sent")
 
 
 @subscribers_app.command("import")
@@ -541,12 +588,38 @@ def schedule(
         int | None,
         typer.Option("--next", help="Print the next N fire times of every job and exit."),
     ] = None,
+    standby_interval: Annotated[
+        float | None,
+        typer.Option(
+            "--standby-interval",
+            help="Seconds within which a standby takes over from an active scheduler that "
+            "died (default: cron.yaml's standby_interval, else 30).",
+        ),
+    ] = None,
 ) -> None:
-    """Run the jobs in cron.yaml on time, in the newsroom's time zone (foreground)."""
+    """Run the jobs in cron.yaml on time, in the newsroom's time zone (foreground).
+
+    One `digest schedule` per database is active; any other waits as a standby and
+    takes over when the active one stops. SIGTERM or Ctrl-C stops cleanly.
+    """
+    from rich.markup import escape
+
     from digest import schedule as scheduling
+    from digest.errors import ConfigError
 
     with _session(config_path) as (settings, store):
-        scheduling.cli_main(settings, store, next_count=next_count, console=console)
+        try:
+            scheduling.cli_main(
+                settings,
+                store,
+                next_count=next_count,
+                console=console,
+                standby_interval=standby_interval,
+            )
+        except ConfigError as exc:
+            # One line, however long: rich would wrap it at 80 columns off a terminal.
+            err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
 
 
 # -- end scheduling ----------------------------------------------------------------

@@ -67,8 +67,13 @@ class Delivery:
     outbox_dir: Path = Path("var/outbox")
     subscribers_file: Path = Path("subscribers.csv")
     batch_size: int = 1000
-    rate_per_second: float = 0.0  # 0 = no cap
+    rate_per_second: float = 0.0  # recipients per second; 0 = no cap
     max_consecutive_failures: int = 5
+    retry_attempts: int = 6  # tries per batch on 5xx, timeouts, dropped connections
+    retry_base_delay: float = 0.5  # seconds; doubles per try, full jitter
+    retry_max_delay: float = 60.0  # longest single wait, 429 resets included
+    request_timeout: float = 30.0  # seconds to wait for the mail API's answer
+    concurrency: int = 2  # batches in flight per process (each may be in doubt after a crash)
     categories: tuple[str, ...] = ("digest",)
     asm_group_id: int | None = None
     sandbox: bool = False
@@ -134,6 +139,19 @@ def _get(table: dict[str, Any], key: str, kind: type, path: Path, where: str, de
 
 _REQUIRED = object()
 _KIND_NAMES = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
+
+
+def _env_float(env: dict[str, str], name: str, default: float) -> float:
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a number of seconds") from None
+    if number < 0:
+        raise ConfigError(f"{name} must not be negative")
+    return number
 
 
 def _str_list(table: dict[str, Any], key: str, path: Path, where: str) -> tuple[str, ...]:
@@ -263,6 +281,15 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
         batch_size=batch_size,
         rate_per_second=_get(dl, "rate_per_second", float, path, "delivery", 0.0),
         max_consecutive_failures=_get(dl, "max_consecutive_failures", int, path, "delivery", 5),
+        retry_attempts=_get(dl, "retry_attempts", int, path, "delivery", 6),
+        retry_base_delay=_env_float(
+            env,
+            "DIGEST_RETRY_BASE_DELAY",
+            _get(dl, "retry_base_delay", float, path, "delivery", 0.5),
+        ),
+        retry_max_delay=_get(dl, "retry_max_delay", float, path, "delivery", 60.0),
+        request_timeout=_get(dl, "request_timeout", float, path, "delivery", 30.0),
+        concurrency=_get(dl, "concurrency", int, path, "delivery", 2),
         categories=_str_list(dl, "categories", path, "delivery") or ("digest",),
         asm_group_id=asm,
         sandbox=_get(dl, "sandbox", bool, path, "delivery", False),
@@ -277,6 +304,13 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
             "DIGEST_SMTP_USERNAME", _get(dl, "smtp_username", str, path, "delivery", "")
         ),
     )
+    for key in ("retry_attempts", "max_consecutive_failures", "concurrency"):
+        if getattr(delivery, key) < 1:
+            raise ConfigError(f"{path}: [delivery] {key} must be at least 1")
+    if delivery.request_timeout <= 0 or delivery.rate_per_second < 0:
+        raise ConfigError(
+            f"{path}: [delivery] request_timeout must be positive, rate_per_second 0 or more"
+        )
     if len(delivery.categories) > 10:
         raise ConfigError(f"{path}: [delivery] categories: at most 10 (SendGrid's limit)")
 

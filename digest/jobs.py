@@ -19,7 +19,17 @@ from digest.config import Settings
 from digest.errors import NotFoundError, SendError
 from digest.models import Batch, Edition, Recipient, RenderedEdition
 from digest.send import letter_for, make_backend
-from digest.send.ledger import RetryPolicy, SendReport, chunked, deliver, open_send, report
+from digest.send.base import Backend, Letter
+from digest.send.ledger import (
+    ACTIVE_STATES,
+    RetryPolicy,
+    SendReport,
+    chunked,
+    deliver,
+    open_send,
+    report,
+    settle,
+)
 from digest.store import Store
 from digest.subscribers import ImportReport, import_csv, normalise_email
 
@@ -95,24 +105,46 @@ def sync_subscribers(settings: Settings, store: Store) -> ImportReport | None:
 
 @dataclass
 class DryRun:
+    backend: str = ""
     recipients: int = 0
     batches: int = 0
     largest_batch: int = 0
     bytes_per_message: int = 0
+    largest_request: int = 0  # bytes of the biggest API request (SendGrid)
+    request_bytes: int = 0  # bytes of all API requests together (SendGrid)
 
 
-def dry_run(settings: Settings, store: Store, name: str) -> DryRun:
-    """Build every batch as a send would and count it; nothing is sent or recorded."""
+def dry_run(settings: Settings, store: Store, name: str, backend: str | None = None) -> DryRun:
+    """Build every batch as a send would and measure it; nothing is sent or recorded.
+
+    For SendGrid every request body is built, so its size and the time it takes
+    are what the send will see.
+    """
+    from digest.send.sendgrid import RequestWriter
+
     rendered = render_edition(settings, store, name)
     letter = letter_for(settings, rendered)
-    result = DryRun()
-    recipients = (Recipient(s.email, s.name) for s in store.deliverable())
+    result = DryRun(backend=backend or settings.delivery.backend)
+    writer = (
+        RequestWriter(
+            letter,
+            asm_group_id=settings.delivery.asm_group_id,
+            sandbox=settings.delivery.sandbox,
+        )
+        if result.backend == "sendgrid"
+        else None
+    )
+    recipients = store.deliverable_recipients()
     for batch in chunked(recipients, settings.delivery.batch_size):
         result.batches += 1
         result.recipients += len(batch)
         result.largest_batch = max(result.largest_batch, len(batch))
         if not result.bytes_per_message:
             result.bytes_per_message = len(letter.message_for(batch[0]).as_bytes())
+        if writer is not None:
+            size = len(writer.body(Batch(send_id=0, number=result.batches, recipients=batch)))
+            result.largest_request = max(result.largest_request, size)
+            result.request_bytes += size
     return result
 
 
@@ -153,47 +185,47 @@ def send(
     """Send an edition to every deliverable subscriber, exactly once.
 
     The first call snapshots the recipients. A later call for the same edition
-    sends nothing new unless the send was interrupted and `resume` is given.
+    sends nothing new unless the send was interrupted and `resume` is given; it
+    goes through the backend the send started with unless another is named.
     """
     edition = load_edition(store, name)
-    rendered = render.render(settings, edition)
-    backend_name = backend or settings.delivery.backend
-    recipients = (Recipient(s.email, s.name) for s in store.deliverable())
-    send_id, created = open_send(
-        store, name, backend_name, recipients, settings.delivery.batch_size
-    )
-    before = report(store, send_id, created=created)
-    if not created:
-        unfinished = before.pending + before.failed + (before.in_doubt if retry_in_doubt else 0)
-        if unfinished == 0:
-            if before.in_doubt:
-                log.warning("edition %s: %s", name, before.note or "recipients in doubt")
-            return before
-        if not resume:
-            raise SendError(
-                f"edition {name} was already sent in part ({before.sent} of {before.recipients} "
-                f"recipients; {before.pending + before.failed} left, {before.in_doubt} in doubt); "
-                f"run `digest send {name} --resume` to finish it"
-            )
-    if before.in_doubt and not retry_in_doubt:
-        log.warning(
-            "edition %s: %d recipients in doubt (batches %s) are not resent; "
-            "use --retry-in-doubt to resend them",
-            name,
-            before.in_doubt,
-            ", ".join(map(str, before.in_doubt_batches[:10])),
-        )
-    if on_start:
-        on_start(before)
-    edition_status = "sending"
-    store.set_edition_status(name, edition_status)
+    existing = store.get_send(name)
+    backend_name = backend or (existing.backend if existing else settings.delivery.backend)
+    # The backend first: a missing API key fails here, before anything is recorded.
     mailer = make_backend(settings, backend_name)
-    if policy is None:
-        policy = RetryPolicy(
-            rate_per_second=settings.delivery.rate_per_second,
-            max_consecutive_failures=settings.delivery.max_consecutive_failures,
-        )
     try:
+        rendered = render.render(settings, edition)
+        recipients = store.deliverable_recipients()
+        send_id, created = open_send(
+            store, name, backend_name, recipients, settings.delivery.batch_size
+        )
+        before = report(store, send_id, created=created)
+        if not created:
+            unfinished = before.pending + before.failed + (before.in_doubt if retry_in_doubt else 0)
+            if unfinished == 0:
+                result = settle(store, send_id, created=False)
+                if result.in_doubt:
+                    log.warning("edition %s: %s", name, result.note)
+                _mark_edition(store, name, result)
+                return result
+            if not resume:
+                raise SendError(
+                    f"edition {name} was already sent in part ({before.sent} of "
+                    f"{before.recipients} recipients; {before.pending + before.failed} left, "
+                    f"{before.in_doubt} in doubt); run `digest send {name} --resume` to finish it"
+                )
+        if before.in_doubt and not retry_in_doubt:
+            log.warning(
+                "edition %s: %d recipients in doubt (batches %s) are not resent; "
+                "use --retry-in-doubt to resend them",
+                name,
+                before.in_doubt,
+                ", ".join(map(str, before.in_doubt_batches[:10])),
+            )
+        if on_start:
+            on_start(before)
+        store.set_edition_status(name, "sending")
+        store.set_send_state(send_id, "sending")
         result = deliver(
             store,
             mailer,
@@ -201,16 +233,89 @@ def send(
             send_id,
             retry_in_doubt=retry_in_doubt,
             limit=limit,
-            policy=policy,
+            policy=policy or RetryPolicy.from_settings(settings.delivery),
+            concurrency=settings.delivery.concurrency,
             on_progress=on_progress,
             stop=stop,
         )
     finally:
         mailer.close()
     result.created = created
+    _mark_edition(store, name, result)
+    return result
+
+
+def _mark_edition(store: Store, name: str, result: SendReport) -> None:
     if result.state == "done":
         store.set_edition_status(name, "sent")
-    return result
+
+
+def work(
+    settings: Settings,
+    store: Store,
+    *,
+    backend: str | None = None,
+    once: bool = False,
+    poll_seconds: float = 5.0,
+    policy: RetryPolicy | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    stop: threading.Event | None = None,
+) -> int:
+    """A worker: send pending batches of every active send, alongside any other workers.
+
+    Each batch is claimed in the store (FOR UPDATE SKIP LOCKED on PostgreSQL), so
+    any number of workers on any number of machines share a send without sending
+    a batch twice. A worker never resends failed or in-doubt batches: that is
+    the operator's call (`digest send EDITION --resume [--retry-in-doubt]`).
+    With `once`, it returns when nothing is left to claim; otherwise it polls.
+    Returns how many recipients it sent.
+    """
+    stop = stop or threading.Event()
+    policy = policy or RetryPolicy.from_settings(settings.delivery)
+    letters: dict[str, Letter] = {}
+    mailers: dict[str, Backend] = {}
+    total = 0
+    try:
+        while not stop.is_set():
+            sent = 0
+            for row in store.list_sends():
+                if row.state not in ACTIVE_STATES or not store.batch_states(row.id).get("pending"):
+                    continue
+                if row.edition not in letters:
+                    rendered = render_edition(settings, store, row.edition)
+                    letters[row.edition] = letter_for(settings, rendered)
+                backend_name = backend or row.backend
+                if backend_name not in mailers:
+                    mailers[backend_name] = make_backend(settings, backend_name)
+                try:
+                    result = deliver(
+                        store,
+                        mailers[backend_name],
+                        letters[row.edition],
+                        row.id,
+                        retry_failed=False,
+                        policy=policy,
+                        concurrency=settings.delivery.concurrency,
+                        on_progress=on_progress,
+                        stop=stop,
+                    )
+                except SendError as exc:
+                    # This send is paused or stopped now, and says why; others go on.
+                    log.error("worker: %s", exc)
+                    continue
+                _mark_edition(store, row.edition, result)
+                if result.sent_now:
+                    log.info("worker: sent %d recipients of %s", result.sent_now, row.edition)
+                sent += result.sent_now
+            total += sent
+            if sent == 0:
+                if once:
+                    break
+                stop.wait(poll_seconds)
+    finally:
+        for mailer in mailers.values():
+            mailer.close()
+    return total
 
 
 @dataclass

@@ -7,19 +7,23 @@ Reading streams row by row, so a list of a million rows never sits in memory.
 from __future__ import annotations
 
 import base64
+import binascii
 import csv
+import functools
 import hashlib
 import hmac
 import logging
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 from digest.errors import InputError
 from digest.models import LEFT_STATUSES, Subscriber
-from digest.store import Store
+from digest.store import Store, now
 
 log = logging.getLogger("digest.subscribers")
 
@@ -40,14 +44,50 @@ class ImportReport:
     rejected: list[str] = field(default_factory=list)
 
 
+# email-validator takes about 45 µs an address (it checks Unicode and IDNA rules),
+# which alone would hold an import near 20,000 rows/s. Almost every address on a
+# list is plain ASCII: a dot-atom local part (RFC 5322 3.2.3) and a domain of
+# letter-digit-hyphen labels (RFC 1035 2.3.1) under an alphabetic top-level domain.
+# For those, email-validator's answer is known: valid, and normalised to itself. The
+# pattern accepts only such addresses and never rejects one; anything else goes to
+# email-validator, so what is rejected, and the reason given, is exactly its answer
+# (tests/test_subscribers_io.py checks the two agree).
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_PLAIN_ADDRESS = re.compile(
+    rf"(?P<local>{_ATEXT}+(?:\.{_ATEXT}+)*)@"
+    r"(?P<domain>(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})"
+)
+#: Names email-validator refuses with everything under them (special-use domains,
+#: RFC 6761 and others). Today all are top-level names, which one set look-up checks.
+_SPECIAL_USE = tuple(SPECIAL_USE_DOMAIN_NAMES)
+_SPECIAL_TOP_LEVEL = frozenset(d for d in _SPECIAL_USE if "." not in d)
+_SPECIAL_DEEPER = tuple("." + d for d in _SPECIAL_USE if "." in d)
+
+
+def _plainly_valid(address: str) -> bool:
+    match = _PLAIN_ADDRESS.fullmatch(address)
+    if match is None or len(address) > 254 or len(match["local"]) > 64:
+        return False
+    domain = match["domain"].lower()
+    # "--" would need the IDNA checks (Punycode "xn--", RFC 5891 4.2.3.1).
+    if "--" in domain or domain.rpartition(".")[2] in _SPECIAL_TOP_LEVEL:
+        return False
+    return not (_SPECIAL_DEEPER and domain.endswith(_SPECIAL_DEEPER))
+
+
 def normalise_email(raw: str) -> str:
-    """The address as stored: syntax-checked (no DNS look-up) and lower-cased."""
-    result = validate_email(raw.strip(), check_deliverability=False)
-    return result.normalized.lower()
+    """The address as stored: syntax-checked (no DNS look-up) and lower-cased.
+
+    Raises email_validator.EmailNotValidError for anything that is not an address.
+    """
+    address = raw.strip()
+    if _plainly_valid(address):
+        return address.lower()
+    return validate_email(address, check_deliverability=False).normalized.lower()
 
 
-def read_csv(path: Path, report: ImportReport) -> Iterator[Subscriber]:
-    """Valid rows of a subscribers CSV, first occurrence of each address only.
+def read_csv(path: Path, report: ImportReport) -> Iterator[tuple[int, Subscriber]]:
+    """Valid rows of a subscribers CSV, with their line numbers, streamed.
 
     A bad row is reported with its line number and skipped; the rest goes on.
     """
@@ -55,7 +95,6 @@ def read_csv(path: Path, report: ImportReport) -> Iterator[Subscriber]:
         handle = path.open(newline="", encoding="utf-8-sig")
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
-    seen: set[bytes] = set()
     with handle:
         reader = csv.DictReader(handle)
         if not reader.fieldnames or "email" not in [f.strip().lower() for f in reader.fieldnames]:
@@ -68,65 +107,81 @@ def read_csv(path: Path, report: ImportReport) -> Iterator[Subscriber]:
             try:
                 email = normalise_email(raw)
             except EmailNotValidError as exc:
-                message = (
-                    f"{path}: line {line}: {raw!r} is not an e-mail address ({exc}); row skipped"
-                )
-                report.rejected.append(message)
-                log.warning("%s", message)
+                _reject(report, f"{path}: line {line}: {raw!r} is not an e-mail address ({exc})")
                 continue
-            # 8-byte digests keep the duplicate check small for a million rows.
-            key = hashlib.blake2b(email.encode(), digest_size=8).digest()
-            if key in seen:
-                report.duplicates += 1
-                log.info("%s: line %d: %s appears again; first row kept", path, line, email)
-                continue
-            seen.add(key)
             status = (row.get("status") or "active").strip().lower() or "active"
             if status not in STATUSES:
-                message = (
+                _reject(
+                    report,
                     f"{path}: line {line}: status {status!r} is not one of "
-                    f"{', '.join(sorted(STATUSES))}; row skipped"
+                    f"{', '.join(sorted(STATUSES))}",
                 )
-                report.rejected.append(message)
-                log.warning("%s", message)
                 continue
-            sections = tuple(
-                s.strip()
-                for s in (row.get("sections") or "").replace(",", ";").split(";")
-                if s.strip()
+            raw_sections = row.get("sections")
+            sections = (
+                tuple(s.strip() for s in raw_sections.replace(",", ";").split(";") if s.strip())
+                if raw_sections
+                else ()
             )
-            attributes = {
-                k: v
-                for k, v in row.items()
-                if k and k not in _KNOWN_COLUMNS and v not in (None, "")
-            }
-            yield Subscriber(
-                email=email,
-                name=(row.get("name") or "").strip(),
-                sections=sections,
-                status=status,
-                attributes=attributes,
+            attributes = {k: v for k, v in row.items() if v and k and k not in _KNOWN_COLUMNS}
+            yield (
+                line,
+                Subscriber(
+                    email=email,
+                    name=(row.get("name") or "").strip(),
+                    sections=sections,
+                    status=status,
+                    attributes=attributes,
+                ),
             )
+
+
+def _reject(report: ImportReport, problem: str) -> None:
+    message = f"{problem}; row skipped"
+    report.rejected.append(message)
+    log.warning("%s", message)
 
 
 def import_csv(store: Store, path: Path, chunk: int = 5000) -> ImportReport:
-    """Add or update subscribers from a CSV. Never reactivates anyone who left."""
+    """Add or update subscribers from a CSV. Never reactivates anyone who left.
+
+    The first row for an address wins; later ones are counted as duplicates. The
+    file is read as a stream and written in chunks, and repeats are found through
+    the store (see Store.import_subscribers), so memory does not grow with the file.
+    """
     report = ImportReport()
-    pending: list[Subscriber] = []
-    for subscriber in read_csv(path, report):
-        pending.append(subscriber)
+    stamp = now()
+    pending: dict[str, tuple[int, Subscriber]] = {}
+    for line, subscriber in read_csv(path, report):
+        if subscriber.email in pending:
+            _duplicate(report, path, line, subscriber.email)
+            continue
+        pending[subscriber.email] = (line, subscriber)
         if len(pending) >= chunk:
-            _flush(store, pending, report)
-            pending = []
-    _flush(store, pending, report)
+            _flush(store, pending, report, stamp, path)
+            pending = {}
+    _flush(store, pending, report, stamp, path)
     return report
 
 
-def _flush(store: Store, pending: list[Subscriber], report: ImportReport) -> None:
-    added, updated, kept_out = store.upsert_subscribers(pending)
-    report.added += added
-    report.updated += updated
-    report.kept_out += kept_out
+def _duplicate(report: ImportReport, path: Path, line: int, email: str) -> None:
+    report.duplicates += 1
+    log.info("%s: line %d: %s appears again; first row kept", path, line, email)
+
+
+def _flush(
+    store: Store,
+    pending: dict[str, tuple[int, Subscriber]],
+    report: ImportReport,
+    stamp: datetime,
+    path: Path,
+) -> None:
+    result = store.import_subscribers([s for _line, s in pending.values()], stamp)
+    report.added += result.added
+    report.updated += result.updated
+    report.kept_out += result.kept_out
+    for email in result.repeated:
+        _duplicate(report, path, pending[email][0], email)
 
 
 def _cell(value: str) -> str:
@@ -156,19 +211,54 @@ def export_csv(store: Store, path: Path) -> int:
 # -- signed unsubscribe tokens ---------------------------------------------------
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    """base64url without padding (RFC 4648 section 5), via binascii: it runs per recipient."""
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode()
 
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+#: Domain separation: a digest made for unsubscribing is good for nothing else.
+_PURPOSE = b"unsubscribe"
+
+
+def _mac_key(secret: bytes) -> bytes:
+    # BLAKE2b takes a key of at most 64 bytes; a longer secret is hashed down to 64.
+    return secret if len(secret) <= 64 else hashlib.blake2b(secret).digest()
+
+
+@functools.lru_cache(maxsize=8)
+def token_signer(secret: bytes) -> Callable[[str], str]:
+    """`unsubscribe_token` with the key prepared once, for signing a whole send.
+
+    The signature is keyed BLAKE2b (RFC 7693 section 2.9; Python's hashlib docs
+    offer keyed BLAKE2 as "a faster and simpler replacement for HMAC"), 128 bits.
+    A send signs every recipient: copying a keyed state costs about 0.7 µs where
+    HMAC-SHA256 cost 2.5 to 3.5 µs here, a fifth of building a SendGrid request.
+    """
+    keyed = hashlib.blake2b(key=_mac_key(secret), digest_size=16, person=_PURPOSE)
+
+    def sign(email: str) -> str:
+        address = email.lower().encode()
+        mac = keyed.copy()
+        mac.update(address)
+        return f"{_b64(address)}.{_b64(mac.digest())}"
+
+    return sign
+
+
+def _signature(secret: bytes, address: bytes) -> bytes:
+    return hashlib.blake2b(address, key=_mac_key(secret), digest_size=16, person=_PURPOSE).digest()
+
+
 def unsubscribe_token(secret: bytes, email: str) -> str:
     """`<address>.<signature>`, URL-safe. Only we can make one; anyone holding it may use it."""
-    address = email.lower().encode()
-    signature = hmac.new(secret, b"unsubscribe:" + address, hashlib.sha256).digest()[:16]
-    return f"{_b64(address)}.{_b64(signature)}"
+    return token_signer(secret)(email)
 
 
 def verify_token(secret: bytes, token: str) -> str | None:
@@ -179,7 +269,7 @@ def verify_token(secret: bytes, token: str) -> str | None:
         given = _unb64(signature)
     except (ValueError, TypeError):
         return None
-    expected = hmac.new(secret, b"unsubscribe:" + address, hashlib.sha256).digest()[:16]
+    expected = _signature(secret, address)
     if not hmac.compare_digest(given, expected):
         return None
     return address.decode()

@@ -7,7 +7,9 @@ else; batching, retries and the ledger live in ledger.py, once for all of them.
 from __future__ import annotations
 
 import email.policy
+import functools
 import html
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.headerregistry import Address
@@ -17,7 +19,6 @@ from typing import Protocol
 
 from digest.errors import SendError
 from digest.models import Batch, Recipient, RenderedEdition
-
 
 #: CRLF line ends as SMTP wants. Header lines may run to RFC 5322's hard limit of
 #: 998: Python's folder otherwise breaks a long subject right after "Subject:",
@@ -43,9 +44,14 @@ class Letter:
     test: bool = False
 
     def unsubscribe_url(self, recipient: Recipient) -> str:
-        from digest.subscribers import unsubscribe_token
+        return self.unsubscribe_base + self._sign(recipient.email)
 
-        return self.unsubscribe_base + unsubscribe_token(self.secret, recipient.email)
+    @functools.cached_property
+    def _sign(self) -> Callable[[str], str]:
+        """The signer, keyed once per letter: it runs for every recipient of a send."""
+        from digest.subscribers import token_signer
+
+        return token_signer(self.secret)
 
     def substitutions(self, recipient: Recipient, unsubscribe_url: str = "") -> dict[str, str]:
         """Token -> value for one recipient, HTML-escaped where the token sits in HTML.
@@ -119,12 +125,25 @@ class Backend(Protocol):
 
 
 class TransientError(SendError):
-    """Worth retrying: 429, 5xx, a timeout, a dropped connection."""
+    """Worth retrying: 429, 5xx, a timeout, a dropped connection.
 
-    def __init__(self, message: str, *, status: int = 0, retry_after: float | None = None) -> None:
+    partial: some recipients of the batch were accepted before the error (SMTP
+    sends one message at a time). Retrying the batch in the same backend skips
+    them; if the ledger gives up, the batch is left in doubt, not failed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 0,
+        retry_after: float | None = None,
+        partial: bool = False,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        self.partial = partial
 
 
 class BatchRejected(SendError):

@@ -6,6 +6,24 @@ moved to `sending` and committed *before* the API call, and to `sent` or
 worker in `sending`: "in doubt", because we cannot know whether the API took
 it. A resumed send skips sent batches and leaves in-doubt ones alone unless the
 operator says so (retry_in_doubt), since resending may mail those people twice.
+
+The fault rules (issue 3), applied here once for every backend:
+
+- 429: wait until the API's reset time (the backend turns `X-RateLimit-Reset`
+  into `retry_after`), or back off when it gave none; a batch may wait out
+  `rate_limit_waits` of these before it is called failed.
+- 5xx, timeouts, dropped connections (TransientError): retry with exponential
+  backoff and full jitter, `attempts` tries in all.
+- 400/413 (BatchRejected): the batch fails with the API's message; the rest go on.
+- 401/403 (SendStopped): the whole send stops at once; the batch goes back to
+  pending, since the API refused it.
+- `max_consecutive_failures` failed batches in a row: the send pauses itself
+  with a note saying why, and the error says what to do.
+- `rate_per_second`: a cap on recipients per second, per process.
+
+Send states: sending -> done, or incomplete (something left: failed or in doubt),
+paused (stopped by a signal, `--limit`, or too many failures; resume to go on),
+stopped (the API refused our credentials).
 """
 
 from __future__ import annotations
@@ -17,30 +35,62 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from digest.config import Delivery
 from digest.errors import SendError
 from digest.models import Batch, Recipient
 from digest.send.base import Backend, BatchRejected, Letter, SendStopped, TransientError
-from digest.store import Store
+from digest.store import Store, now
 
 log = logging.getLogger("digest.send")
+
+#: States in which any worker may claim a send's pending batches.
+ACTIVE_STATES = ("sending", "incomplete")
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How hard to try one batch before calling it failed."""
+    """How hard to try one batch before calling it failed, and how fast to go."""
 
     attempts: int = 6
     base_delay: float = 0.5  # seconds; doubled each attempt, with full jitter
-    max_delay: float = 60.0
+    max_delay: float = 60.0  # longest single wait, a 429 reset included
+    rate_limit_waits: int = 20
     max_consecutive_failures: int = 5  # then the send pauses itself
     rate_per_second: float = 0.0  # recipients per second; 0 = no cap
-    sleep: Callable[[float], None] = time.sleep
+    #: How long to wait, once nothing is left to claim, for batches other workers
+    #: claimed meanwhile: the longest one batch can take, all its tries included.
+    in_flight_wait: float = 600.0
+    #: None waits on the send's stop event, so a signal cuts a long wait short.
+    sleep: Callable[[float], None] | None = None
 
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_delay)
-        # "Full jitter" (AWS Architecture Blog, Exponential Backoff and Jitter).
+    @classmethod
+    def from_settings(cls, delivery: Delivery) -> RetryPolicy:
+        return cls(
+            attempts=delivery.retry_attempts,
+            base_delay=delivery.retry_base_delay,
+            max_delay=delivery.retry_max_delay,
+            max_consecutive_failures=delivery.max_consecutive_failures,
+            rate_per_second=delivery.rate_per_second,
+            in_flight_wait=delivery.retry_attempts
+            * (delivery.request_timeout + delivery.retry_max_delay),
+        )
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds before try `attempt + 1`.
+
+        "Full jitter" (AWS Architecture Blog, "Exponential Backoff and Jitter", 2015):
+        a random wait up to the exponential bound, so workers that failed together
+        do not come back together.
+        """
         return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+
+    def rate_limit_wait(self, retry_after: float | None, waits: int) -> float:
+        """Seconds to wait after a 429: until the reset if known, else back off."""
+        if retry_after is None:
+            return self.backoff(waits)
+        # A little jitter past the reset, so workers sharing a key do not all
+        # return in the same instant and trip the limit again.
+        return min(max(retry_after, 0.0), self.max_delay) + random.uniform(0, self.base_delay)
 
 
 @dataclass
@@ -105,6 +155,20 @@ def report(store: Store, send_id: int, **extra: object) -> SendReport:
     return result
 
 
+def settle(store: Store, send_id: int, **extra: object) -> SendReport:
+    """Record how a send stands once nothing more can be claimed: done, or what is left."""
+    result = report(store, send_id, **extra)
+    if result.pending == 0 and result.in_doubt == 0 and result.failed == 0:
+        if result.state != "done":
+            store.set_send_state(send_id, "done")
+        result.state, result.note = "done", ""
+    elif result.state in ACTIVE_STATES:
+        note = incomplete_note(result)
+        store.set_send_state(send_id, "incomplete", note)
+        result.state, result.note = "incomplete", note
+    return result
+
+
 def deliver(
     store: Store,
     backend: Backend,
@@ -115,75 +179,195 @@ def deliver(
     retry_failed: bool = True,
     limit: int | None = None,
     policy: RetryPolicy | None = None,
+    concurrency: int = 1,
     on_progress: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
 ) -> SendReport:
-    """Push every claimable batch of a send through the backend, recording each step.
+    """Push every claimable batch of an active send through the backend, recording each step.
 
-    limit: stop after this many batches (for a careful first run).
-    stop: set by a signal handler; the current batch finishes, then we return.
+    The caller puts the send in an active state first (jobs.send does; a worker
+    joins one that is). Other workers may be claiming from the same send.
+
+    retry_failed: put batches the API refused back in the queue first (a refused
+        batch was not sent, so this cannot duplicate anyone). Workers joining a
+        send pass False: that is the operator's call, made with --resume.
+    limit: stop after this many batches (for a careful first run); the send is
+        left paused.
+    concurrency: batches in flight at once, each in its own thread with its own
+        claim, so a crash leaves at most this many in doubt. Two keep the
+        process busy building one request while the API answers the other; the
+        backend must be thread-safe (all three are).
+    stop: set by a signal handler; the batches in flight finish, then we return.
     """
     policy = policy or RetryPolicy()
-    # Earlier failures go back in the queue once, up front: a failed batch was
-    # refused by the API, so retrying it cannot duplicate anyone. Batches that
-    # fail during this run stay failed until the next resume.
     requeue = ["failed"] if retry_failed else []
     if retry_in_doubt:
         # The operator has said these people may get a second copy rather than none.
         requeue.append("sending")
     if requeue:
         store.requeue_batches(send_id, requeue)
-    store.set_send_state(send_id, "sending")
-    sent_now = 0
-    batches_done = 0
-    consecutive_failures = 0
-    started = time.monotonic()
+    run = _Run(store, backend, letter, send_id, policy, limit, on_progress, stop)
     try:
-        while limit is None or batches_done < limit:
-            if stop is not None and stop.is_set():
-                store.set_send_state(send_id, "paused", "stopped by signal; resume to finish")
-                break
-            batch = store.claim_batch(send_id)
-            if batch is None:
-                break
-            ok = _push_with_retries(store, backend, letter, batch, policy)
-            batches_done += 1
-            if ok:
-                consecutive_failures = 0
-                sent_now += len(batch.recipients)
-                if on_progress:
-                    on_progress(len(batch.recipients))
-            else:
-                consecutive_failures += 1
-                if consecutive_failures >= policy.max_consecutive_failures:
-                    note = (
-                        f"paused after {consecutive_failures} batches failed in a row; "
-                        "see `digest sends` for the reasons, then resume"
-                    )
-                    store.set_send_state(send_id, "paused", note)
-                    log.error("send %s: %s", letter.edition, note)
-                    raise SendError(f"send {letter.edition}: {note}")
-            if policy.rate_per_second > 0:
-                expected = sent_now / policy.rate_per_second
-                ahead = expected - (time.monotonic() - started)
-                if ahead > 0:
-                    policy.sleep(ahead)
-    except SendStopped as exc:
-        store.set_send_state(send_id, "stopped", str(exc))
-        raise
+        if concurrency <= 1:
+            run.work()
+        else:
+            threads = [
+                threading.Thread(target=run.work, name=f"send-{letter.edition}-{i}", daemon=True)
+                for i in range(concurrency)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
     finally:
         backend.flush()
-    result = report(store, send_id, sent_now=sent_now)
-    if result.pending == 0 and result.in_doubt == 0 and result.failed == 0:
-        store.set_send_state(send_id, "done")
-        result.state = "done"
-    elif result.state == "sending":
-        store.set_send_state(send_id, "incomplete", _incomplete_note(result))
-        result.state, result.note = "incomplete", _incomplete_note(result)
-    return result
+    if run.error is not None:
+        raise run.error
+    run.wait_for_other_workers()
+    if (run.stop.is_set() or run.limit_reached) and store.batch_states(send_id).get("pending"):
+        note = (
+            "stopped by a signal; resume to finish"
+            if run.stop.is_set()
+            else f"stopped after --limit {limit} batches; resume to finish"
+        )
+        store.set_send_state(send_id, "paused", note)
+    return settle(store, send_id, sent_now=run.sent_now)
 
 
-def _incomplete_note(result: SendReport) -> str:
+class _Run:
+    """One deliver() call: what its threads share, behind one lock."""
+
+    def __init__(
+        self,
+        store: Store,
+        backend: Backend,
+        letter: Letter,
+        send_id: int,
+        policy: RetryPolicy,
+        limit: int | None,
+        on_progress: Callable[[int], None] | None,
+        stop: threading.Event | None,
+    ) -> None:
+        self.store = store
+        self.backend = backend
+        self.letter = letter
+        self.send_id = send_id
+        self.policy = policy
+        self.limit = limit
+        self.on_progress = on_progress
+        self.stop = stop or threading.Event()
+        self.halt = threading.Event()  # this run must end: paused, stopped or broken
+        self.error: BaseException | None = None
+        self.lock = threading.Lock()
+        self.claimed = 0
+        self.limit_reached = False
+        self.sent_now = 0
+        self.failures_in_a_row = 0
+        self.started = time.monotonic()
+        self.since = now()
+        self.left_in_doubt: set[int] = set()  # ours, left `sending` on purpose
+
+    def wait_for_other_workers(self) -> None:
+        """Let batches other workers claimed while we ran finish before we settle.
+
+        They are in flight, not in doubt; settling now would report them as in
+        doubt and the send as incomplete. A worker that died with one leaves it
+        `sending` for good: after in_flight_wait it is reported in doubt.
+        """
+        deadline = time.monotonic() + self.policy.in_flight_wait
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            others = set(self.store.claimed_since(self.send_id, self.since)) - self.left_in_doubt
+            if not others:
+                return
+            self.stop.wait(0.2)
+
+    def interrupted(self) -> bool:
+        return self.stop.is_set() or self.halt.is_set()
+
+    def wait(self, seconds: float) -> None:
+        """Sleep between tries or for the rate cap; a stop or a halt cuts it short."""
+        if self.policy.sleep is not None:
+            if seconds > 0 and not self.interrupted():
+                self.policy.sleep(seconds)
+            return
+        deadline = time.monotonic() + seconds
+        while not self.interrupted():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self.halt.wait(min(left, 0.2))
+
+    def _may_claim(self) -> bool:
+        if self.interrupted():
+            return False
+        with self.lock:
+            if self.limit is not None and self.claimed >= self.limit:
+                self.limit_reached = True
+                return False
+            self.claimed += 1
+        current = self.store.get_send(self.letter.edition)
+        # Paused or stopped by someone else (another worker's failures, the
+        # operator): leave it as they left it.
+        return current is not None and current.state in ACTIVE_STATES
+
+    def work(self) -> None:
+        try:
+            while self._may_claim():
+                batch = self.store.claim_batch(self.send_id)
+                if batch is None:
+                    return
+                state, reason = _push_with_retries(
+                    self.store,
+                    self.backend,
+                    self.letter,
+                    batch,
+                    self.policy,
+                    self.wait,
+                    self.interrupted,
+                )
+                self._record(batch, state, reason)
+                if self.policy.rate_per_second > 0:
+                    # Pace the average: never ahead of rate_per_second since we started.
+                    with self.lock:
+                        due = self.sent_now / self.policy.rate_per_second
+                    self.wait(due - (time.monotonic() - self.started))
+        except SendStopped as exc:
+            self.store.set_send_state(self.send_id, "stopped", str(exc))
+            self._fail(exc)
+        except BaseException as exc:  # a bug or a lost database: the batch stays in doubt
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        with self.lock:
+            if self.error is None:
+                self.error = exc
+        self.halt.set()
+
+    def _record(self, batch: Batch, state: str, reason: str) -> None:
+        size = len(batch.recipients)
+        with self.lock:
+            if state == "sent":
+                self.failures_in_a_row = 0
+                self.sent_now += size
+            elif state in ("failed", "sending"):  # "sending": gave up part-way, in doubt
+                self.failures_in_a_row += 1
+                if state == "sending":
+                    self.left_in_doubt.add(batch.number)
+            failures = self.failures_in_a_row
+        if state == "sent" and self.on_progress:
+            self.on_progress(size)
+        if state in ("failed", "sending") and failures >= self.policy.max_consecutive_failures:
+            note = (
+                f"paused after {failures} batches in a row failed (last: {reason}); "
+                f"fix the cause, then `digest send {self.letter.edition} --resume`"
+            )
+            if not self.halt.is_set():
+                self.store.set_send_state(self.send_id, "paused", note)
+                log.error("send %s: %s", self.letter.edition, note)
+            self._fail(SendError(f"send {self.letter.edition} {note}"))
+
+
+def incomplete_note(result: SendReport) -> str:
     parts = []
     if result.pending:
         parts.append(f"{result.pending} recipients not yet sent")
@@ -193,7 +377,7 @@ def _incomplete_note(result: SendReport) -> str:
             "resend them with --retry-in-doubt"
         )
     if result.failed:
-        parts.append(f"{result.failed} recipients in failed batches")
+        parts.append(f"{result.failed} recipients in failed batches; see `digest sends`")
     return "; ".join(parts)
 
 
@@ -202,36 +386,84 @@ def _ranges(numbers: list[int]) -> str:
 
 
 def _push_with_retries(
-    store: Store, backend: Backend, letter: Letter, batch: Batch, policy: RetryPolicy
-) -> bool:
-    last_error = ""
-    last_status: int | None = None
-    for attempt in range(1, policy.attempts + 1):
+    store: Store,
+    backend: Backend,
+    letter: Letter,
+    batch: Batch,
+    policy: RetryPolicy,
+    wait: Callable[[float], None],
+    interrupted: Callable[[], bool],
+) -> tuple[str, str]:
+    """Push one claimed batch until it is sent or given up: (the state it is left in, why).
+
+    A stop during a wait between tries leaves the batch pending rather than in
+    doubt: the last try was refused or went unanswered, and retrying it is what
+    the rules say to do anyway. Unless part of it was accepted (SMTP): then in doubt.
+    """
+    tries = 0
+    rate_limited = 0
+    while True:
+        tries += 1
         try:
             result = backend.push(letter, batch)
         except TransientError as exc:
-            last_error, last_status = str(exc), exc.status or None
-            if attempt == policy.attempts:
-                break
-            wait = policy.delay(attempt, exc.retry_after)
+            if exc.status == 429:
+                rate_limited += 1
+                tries -= 1  # waiting out a rate limit is not a failed try
+                give_up = rate_limited > policy.rate_limit_waits
+                delay = policy.rate_limit_wait(exc.retry_after, rate_limited)
+            else:
+                give_up = tries >= policy.attempts
+                delay = policy.backoff(tries)
+            if give_up:
+                # Some recipients were accepted before the error: resending the batch
+                # would mail them twice, so it stays in doubt for the operator.
+                state = "sending" if exc.partial else "failed"
+                store.finish_batch(
+                    batch.send_id,
+                    batch.number,
+                    state,
+                    response_code=exc.status or None,
+                    error=f"{exc} (gave up after {tries + rate_limited} tries)",
+                    attempts=batch.attempts + tries + rate_limited - 1,
+                )
+                log.error("send %s batch %d failed: %s", letter.edition, batch.number, exc)
+                return state, str(exc)
             log.warning(
-                "send %s batch %d: %s; retry %d of %d in %.1fs",
+                "send %s batch %d: %s; trying again in %.1fs",
                 letter.edition,
                 batch.number,
                 exc,
-                attempt,
-                policy.attempts - 1,
-                wait,
+                delay,
             )
-            policy.sleep(wait)
+            wait(delay)
+            if interrupted():
+                state = "sending" if exc.partial else "pending"
+                store.finish_batch(
+                    batch.send_id,
+                    batch.number,
+                    state,
+                    response_code=exc.status or None,
+                    error=f"stopped while waiting to try again after: {exc}",
+                )
+                return state, "stopped while waiting to try again"
             continue
         except BatchRejected as exc:
-            last_error, last_status = str(exc), exc.status or None
+            store.finish_batch(
+                batch.send_id,
+                batch.number,
+                "failed",
+                response_code=exc.status or None,
+                error=str(exc),
+                attempts=batch.attempts + tries + rate_limited - 1,
+            )
             log.error("send %s batch %d rejected: %s", letter.edition, batch.number, exc)
-            break
-        except SendStopped:
+            return "failed", str(exc)
+        except SendStopped as exc:
             # The API refused us outright (bad key): the batch did not go out.
-            store.finish_batch(batch.send_id, batch.number, "pending")
+            store.finish_batch(
+                batch.send_id, batch.number, "pending", response_code=exc.status or None
+            )
             raise
         store.finish_batch(
             batch.send_id,
@@ -239,9 +471,6 @@ def _push_with_retries(
             "sent",
             response_code=result.status,
             message_id=result.message_id or None,
+            attempts=batch.attempts + tries + rate_limited - 1,
         )
-        return True
-    store.finish_batch(
-        batch.send_id, batch.number, "failed", response_code=last_status, error=last_error
-    )
-    return False
+        return "sent", ""

@@ -33,6 +33,8 @@ def upgrade() -> None:
         sa.Column("fire_time", sa.DateTime(), nullable=False),
         sa.Column("state", sa.String(length=20), nullable=False),
         sa.Column("detail", sa.Text(), nullable=False),
+        sa.Column("holder", sa.String(length=200), nullable=False),
+        sa.Column("starts", sa.Integer(), nullable=False),
         sa.Column("started_at", sa.DateTime(), nullable=False),
         sa.Column("finished_at", sa.DateTime(), nullable=True),
         sa.PrimaryKeyConstraint("job", "fire_time"),
@@ -49,8 +51,8 @@ def upgrade() -> None:
         "scheduler_lease",
         sa.Column("name", sa.String(length=100), nullable=False),
         sa.Column("holder", sa.String(length=200), nullable=False),
+        sa.Column("acquired_at", sa.DateTime(), nullable=False),
         sa.Column("expires_at", sa.DateTime(), nullable=False),
-        sa.Column("active", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("name"),
     )
     op.create_table(

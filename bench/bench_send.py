@@ -1,0 +1,153 @@
+"""Benchmark: send an edition to N subscribers through the SendGrid backend.
+
+The mail API is our SendGrid-compatible server (tests/fakes/sendgrid_server.py),
+run as its own process on 127.0.0.1; the ledger is a SQLite file. The send is
+`digest send EDITION --backend sendgrid`, run as its own process as an operator
+would; its wall time covers start-up, rendering, the recipient snapshot and every
+request. Prints recipients per second and that process's peak memory (max RSS).
+
+    .venv/bin/python bench/bench_send.py [--recipients 1000000 100000] [--runs 3]
+
+Two sizes show how the cost grows: the difference between them, divided by the
+difference in recipients, is the cost of one more recipient.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from digest import config, jobs  # noqa: E402
+from digest.models import Subscriber  # noqa: E402
+
+DAY = date(2025, 12, 5)
+KEY = "SG.bench-key"
+
+
+def newsroom(folder: Path, recipients: int) -> tuple[Path, dict[str, str]]:
+    """A sample newsroom with an edition drafted and `recipients` active subscribers."""
+    shutil.copytree(ROOT / "examples" / "sample-newsroom", folder / "examples" / "sample-newsroom")
+    shutil.copy(ROOT / "digest.toml", folder / "digest.toml")
+    env = {
+        **os.environ,
+        "DIGEST_DATABASE_URL": f"sqlite:///{folder / 'digest.db'}",
+        "DIGEST_SECRET_KEY": "bench-secret",
+        "SENDGRID_API_KEY": KEY,
+    }
+    settings = config.load(folder / "digest.toml", env=env)
+    store = jobs.open_store(settings)
+    jobs.collect(settings, store)
+    jobs.draft(settings, store, DAY)
+    chunk = 10_000
+    for start in range(0, recipients, chunk):
+        store.import_subscribers(
+            [
+                Subscriber(f"reader{i:07d}@example{i % 97}.com", f"Reader Number {i}")
+                for i in range(start, min(start + chunk, recipients))
+            ]
+        )
+    store.close()
+    return folder / "digest.toml", env
+
+
+def fake_server() -> tuple[subprocess.Popen[str], str]:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.sendgrid_server", "--port", "0", "--api-key", KEY],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None
+    return server, server.stdout.readline().split()[-1]
+
+
+def run_once(recipients: int, work: Path) -> tuple[float, float]:
+    folder = Path(tempfile.mkdtemp(dir=work))
+    config_path, env = newsroom(folder, recipients)
+    server, url = fake_server()
+    env["SENDGRID_API_HOST"] = url
+    try:
+        started = time.perf_counter()
+        send = subprocess.Popen(
+            [
+                ROOT / ".venv" / "bin" / "digest",
+                "send",
+                DAY.isoformat(),
+                "--backend",
+                "sendgrid",
+                "-c",
+                config_path,
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        # wait4 gives this child's own peak RSS (Linux: kilobytes).
+        _pid, status, usage = os.wait4(send.pid, 0)
+        elapsed = time.perf_counter() - started
+        out = (send.stdout.read() if send.stdout else "").strip()
+        if os.waitstatus_to_exitcode(status) != 0:
+            err = send.stderr.read() if send.stderr else ""
+            raise SystemExit(f"digest send failed:\n{out}\n{err}")
+    finally:
+        server.terminate()
+        _, server_err = server.communicate()
+    shutil.rmtree(folder)
+    delivered = int(server_err.strip().rsplit(" ", 1)[-1])
+    if delivered != recipients:
+        raise SystemExit(f"the server got {delivered:,} recipients, not {recipients:,}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--recipients", type=int, nargs="+", default=[1_000_000, 100_000])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--work", type=Path, default=ROOT / "var" / "bench")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    medians: dict[int, float] = {}
+    for recipients in args.recipients:
+        times, peaks = [], []
+        for run in range(1, args.runs + 1):
+            elapsed, peak = run_once(recipients, args.work)
+            times.append(elapsed)
+            peaks.append(peak)
+            print(
+                f"{recipients:,} recipients, run {run}: {elapsed:.1f} s, "
+                f"{recipients / elapsed:,.0f} recipients/s, peak RSS {peak:.0f} MB",
+                flush=True,
+            )
+        medians[recipients] = statistics.median(times)
+        print(
+            f"{recipients:,} recipients, median of {args.runs}: {medians[recipients]:.1f} s, "
+            f"{recipients / medians[recipients]:,.0f} recipients/s, "
+            f"peak RSS {statistics.median(peaks):.0f} MB (max {max(peaks):.0f})",
+            flush=True,
+        )
+    if len(medians) >= 2:
+        (small, t_small), (large, t_large) = (
+            sorted(medians.items())[:1] + sorted(medians.items())[-1:]
+        )
+        per = (t_large - t_small) / (large - small)
+        print(
+            f"marginal cost: {per * 1e6:.1f} µs per recipient ({1 / per:,.0f} recipients/s); "
+            f"fixed cost about {t_small - per * small:.1f} s"
+        )
+
+
+if __name__ == "__main__":
+    main()
