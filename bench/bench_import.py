@@ -15,7 +15,6 @@ import argparse
 import csv
 import os
 import random
-import resource
 import shutil
 import statistics
 import subprocess
@@ -66,21 +65,22 @@ def run_once(csv_path: Path, work: Path) -> tuple[float, float, str]:
     subprocess.run(
         [digest, "subscribers", "list", "-c", config], env=env, check=True, capture_output=True
     )
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
-    done = subprocess.run(
+    process = subprocess.Popen(
         [digest, "subscribers", "import", str(csv_path), "-c", config],
         env=env,
-        check=True,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         text=True,
     )
+    # wait4 gives this child's own peak RSS (Linux: kilobytes).
+    _pid, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - started
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    summary = process.stdout.read().strip() if process.stdout else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"digest subscribers import failed: {summary}")
     shutil.rmtree(folder)
-    # ru_maxrss of children is the largest of any child so far; the import is the
-    # biggest process we start, so a rise means it is the import's own peak.
-    return elapsed, max(peak_kb, before) / 1024, done.stdout.strip()
+    return elapsed, usage.ru_maxrss / 1024, summary
 
 
 def main() -> None:

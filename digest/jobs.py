@@ -56,12 +56,20 @@ def collect(
 
 
 def draft(settings: Settings, store: Store, day: date) -> Edition:
-    """Rank the day's stories into a draft. An edition already being sent is kept as it is."""
+    """Rank the day's stories into a draft.
+
+    An edition an editor approved, or one already being sent, is kept as it is:
+    re-ranking it would silently replace what the editor signed off or what some
+    readers already received.
+    """
     name = day.isoformat()
-    if store.get_send(name) is not None:
-        existing = store.load_edition(name)
-        if existing is not None:
+    existing = store.load_edition(name)
+    if existing is not None:
+        if store.get_send(name) is not None:
             log.info("edition %s is already being sent; keeping it as it was sent", name)
+            return existing
+        if existing.status == "approved":
+            log.info("edition %s was approved by an editor; keeping it as approved", name)
             return existing
     return rank.draft(store, settings, day)
 
@@ -195,10 +203,7 @@ def send(
     mailer = make_backend(settings, backend_name)
     try:
         rendered = render.render(settings, edition)
-        recipients = store.deliverable_recipients()
-        send_id, created = open_send(
-            store, name, backend_name, recipients, settings.delivery.batch_size
-        )
+        send_id, created = open_send(store, name, backend_name, settings.delivery.batch_size)
         before = report(store, send_id, created=created)
         if not created:
             unfinished = before.pending + before.failed + (before.in_doubt if retry_in_doubt else 0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -31,16 +32,20 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     case,
+    cast,
     create_engine,
     event,
     func,
+    literal,
     or_,
     select,
     text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from digest.models import (
     LEFT_STATUSES,
@@ -234,8 +239,42 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+def newest_revision() -> str | None:
+    """The head revision of digest/migrations, read from the files without Alembic.
+
+    None when the files do not say plainly (a merge, an unusual layout): then
+    Alembic itself decides.
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        revision = re.search(r'^revision(?:: [\w\[\], |]+)? = "([^"]+)"$', source, re.M)
+        down = re.search(r"^down_revision(?:: [\w\[\], |]+)? = (.+)$", source, re.M)
+        if revision is None or down is None:
+            return None
+        revisions.add(revision[1])
+        parents.update(re.findall(r'"([^"]+)"', down[1]))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema up to the newest Alembic revision."""
+    """Bring the schema up to the newest Alembic revision.
+
+    Every command opens the store. When the database is already at the newest
+    revision, Alembic is not even imported: that saves about 9 MB and 0.2 s per
+    process, which matters to a send's peak memory (docs/benchmarks.md).
+    """
+    head = newest_revision()
+    if head is not None:
+        with engine.connect() as connection:
+            try:
+                current = connection.scalar(text("SELECT version_num FROM alembic_version"))
+            except DBAPIError:  # no version table yet: a new database
+                current = None
+        if current == head:
+            return
     from alembic import command
     from alembic.config import Config
 
@@ -648,7 +687,7 @@ class Store:
         """Active subscribers with no suppression, in email order, streamed."""
         yield from self._deliverable(select(subscribers), chunk, _subscriber)
 
-    def deliverable_recipients(self, chunk: int = 10_000) -> Iterator[Recipient]:
+    def deliverable_recipients(self, chunk: int = 2000) -> Iterator[Recipient]:
         """Who a send goes to: deliverable() with only address and name, for speed.
 
         A send snapshots every recipient; reading just the two columns a letter
@@ -657,7 +696,7 @@ class Store:
         yield from self._deliverable(
             select(subscribers.c.email, subscribers.c.name),
             chunk,
-            lambda row: Recipient(row.email, row.name),
+            Recipient._make,
         )
 
     def _deliverable(self, query: Any, chunk: int, make: Any) -> Iterator[Any]:
@@ -696,14 +735,61 @@ class Store:
         with self.begin() as conn:
             return conn.execute(select(sends).where(sends.c.edition == edition)).first()
 
-    def create_send(self, edition: str, backend: str, batches: Iterable[list[Recipient]]) -> int:
-        """Snapshot the recipients into numbered pending batches, in one transaction.
+    def snapshot_send(self, edition: str, backend: str, batch_size: int) -> int:
+        """create_send for every deliverable subscriber, in address order, done by the database.
 
-        If the process dies half-way nothing is recorded and the next attempt
-        starts clean; once this returns, the snapshot is fixed.
+        One INSERT ... SELECT numbers the deliverable subscribers, cuts them into
+        batches and writes each batch's [[email, name], ...] as JSON, so a million
+        recipients never pass through Python (on SQLite 3 µs a recipient instead of
+        4.5, and no memory that grows with the list). The same rule as create_send:
+        all of it or nothing.
         """
+        postgres = self.dialect == "postgresql"
         with self.begin() as conn:
-            send_id = conn.execute(
+            send_id = self._new_send(conn, edition, backend)
+            ranked = (
+                select(
+                    subscribers.c.email,
+                    subscribers.c.name,
+                    func.row_number().over(order_by=subscribers.c.email).label("position"),
+                )
+                .outerjoin(suppressions, suppressions.c.email == subscribers.c.email)
+                .where(subscribers.c.status == "active", suppressions.c.email.is_(None))
+                .subquery()
+            )
+            # Floor division: positions 1..1000 are batch 1, 1001..2000 batch 2, ...
+            number = ((ranked.c.position - 1) // batch_size + 1).label("number")
+            if postgres:
+                members: Any = cast(
+                    func.json_agg(
+                        aggregate_order_by(
+                            func.json_build_array(ranked.c.email, ranked.c.name), ranked.c.email
+                        )
+                    ),
+                    Text,
+                )
+            else:
+                members = func.json_group_array(func.json_array(ranked.c.email, ranked.c.name))
+            conn.execute(
+                send_batches.insert().from_select(
+                    ["send_id", "number", "state", "size", "recipients", "attempts", "updated_at"],
+                    select(
+                        literal(send_id),
+                        number,
+                        literal("pending"),
+                        func.count(),
+                        members,
+                        literal(0),
+                        literal(now(), UTCDateTime),
+                    ).group_by(number),
+                )
+            )
+            self._count_send(conn, send_id)
+        return send_id
+
+    def _new_send(self, conn: Connection, edition: str, backend: str) -> int:
+        return int(
+            conn.execute(
                 sends.insert().values(
                     edition=edition,
                     backend=backend,
@@ -715,33 +801,47 @@ class Store:
                     updated_at=now(),
                 )
             ).inserted_primary_key[0]
-            total = 0
-            number = 0
+        )
+
+    def _count_send(self, conn: Connection, send_id: int) -> None:
+        batches, total = conn.execute(
+            select(func.count(), func.coalesce(func.sum(send_batches.c.size), 0)).where(
+                send_batches.c.send_id == send_id
+            )
+        ).one()
+        conn.execute(
+            update(sends).where(sends.c.id == send_id).values(recipients=total, batches=batches)
+        )
+
+    def create_send(self, edition: str, backend: str, batches: Iterable[list[Recipient]]) -> int:
+        """Snapshot the recipients into numbered pending batches, in one transaction.
+
+        If the process dies half-way nothing is recorded and the next attempt
+        starts clean; once this returns, the snapshot is fixed.
+        """
+        with self.begin() as conn:
+            send_id = self._new_send(conn, edition, backend)
             pending: list[dict[str, Any]] = []
             for number, recipients in enumerate(batches, start=1):
-                total += len(recipients)
                 pending.append(
                     {
                         "send_id": send_id,
                         "number": number,
                         "state": "pending",
                         "size": len(recipients),
-                        "recipients": json.dumps(
-                            [[r.email, r.name] for r in recipients], separators=(",", ":")
-                        ),
+                        # [[email, name], ...]: a Recipient is that tuple already.
+                        "recipients": json.dumps(recipients, separators=(",", ":")),
                         "attempts": 0,
                         "updated_at": now(),
                     }
                 )
-                if len(pending) >= 50:
+                if len(pending) >= 10:  # ~0.5 MB of snapshot held at a time
                     conn.execute(send_batches.insert(), pending)
                     pending = []
             if pending:
                 conn.execute(send_batches.insert(), pending)
-            conn.execute(
-                update(sends).where(sends.c.id == send_id).values(recipients=total, batches=number)
-            )
-        return int(send_id)
+            self._count_send(conn, send_id)
+        return send_id
 
     def batch_states(self, send_id: int) -> dict[str, tuple[int, int]]:
         """state -> (batches, recipients)."""
@@ -797,7 +897,7 @@ class Store:
         return Batch(
             send_id=send_id,
             number=row.number,
-            recipients=[Recipient(email=e, name=n) for e, n in json.loads(row.recipients)],
+            recipients=list(map(Recipient._make, json.loads(row.recipients))),
             state="sending",
             attempts=row.attempts,
         )

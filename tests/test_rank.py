@@ -88,3 +88,26 @@ def test_section_cap_and_image_preference() -> None:
     plain, pictured = _story(1, "A", 1, image=False), _story(2, "B", 1)
     edition = rank([plain, pictured], {}, window, replace(settings, max_per_section=5))
     assert edition.lead is not None and edition.lead.story is pictured
+
+
+def test_an_approved_edition_is_not_redrafted(settings: Settings, store: Store) -> None:
+    from digest import jobs
+
+    collect_all(settings, store)
+    first = jobs.draft(settings, store, DAY)
+    store.set_edition_status(first.name, "approved")
+    store.upsert_stories(
+        [
+            replace(
+                first.lead.story,
+                id=None,
+                url="https://n.example.org/new",  # type: ignore[union-attr]
+                title="Breaking",
+                prominence=1.0,
+                published_at=first.send_at - timedelta(minutes=5),
+            )
+        ]
+    )
+    again = jobs.draft(settings, store, DAY)
+    assert again.status == "approved"
+    assert [p.story.url for p in again.picks] == [p.story.url for p in first.picks]

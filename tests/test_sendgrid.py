@@ -18,10 +18,10 @@ import pytest
 from fakes.newsroom import SECRET, copy_newsroom, drafted, letter, with_delivery
 from fakes.sendgrid_server import DEFAULT_KEY, FakeSendGrid
 
-from digest import config
+from digest import config, jobs
 from digest.config import Settings
 from digest.errors import ConfigError
-from digest.models import Batch, Recipient
+from digest.models import Batch, Recipient, Subscriber
 from digest.send.base import BatchRejected, Letter, SendStopped, TransientError
 from digest.send.sendgrid import SendGridBackend
 from digest.subscribers import verify_token
@@ -243,3 +243,20 @@ def test_settings_errors_say_what_to_set(newsroom_settings: Settings, tmp_path: 
     with pytest.raises(ConfigError, match=r"SENDGRID_API_HOST .* is not a URL") as e:
         SendGridBackend.from_settings(bad_host)
     assert "SG.k" not in str(e.value)
+
+
+def test_a_dry_run_builds_every_request_and_sends_nothing(
+    fake: FakeSendGrid, newsroom_settings: Settings, tmp_path: Path
+) -> None:
+    settings = with_delivery(
+        replace(newsroom_settings, database_url=f"sqlite:///{tmp_path / 'dry.db'}"),
+        batch_size=4,
+    )
+    drafted(settings)
+    store = jobs.open_store(settings)
+    store.upsert_subscribers([Subscriber(f"r{i}@example.org", f"R {i}") for i in range(10)])
+    dry = jobs.dry_run(settings, store, "2025-12-05", backend="sendgrid")
+    assert (dry.recipients, dry.batches, dry.largest_batch) == (10, 3, 4)
+    assert 60_000 < dry.largest_request < dry.request_bytes
+    assert store.get_send("2025-12-05") is None and fake.requests == 0
+    store.close()

@@ -157,49 +157,46 @@ def test_one_message_per_recipient_over_one_reused_connection(
         assert "%%" not in text
 
 
-def test_starttls_and_login(
-    inbox: Inbox,
-    the_letter: Letter,
-    certificate: tuple[Path, Path],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def server_context(
+    certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> ssl.SSLContext:
+    """The server's TLS context; the client trusts our certificate through SSL_CERT_FILE."""
     cert, key = certificate
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # trust our own certificate
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    return context
+
+
+@pytest.mark.parametrize(
+    ("security", "server_options", "login"),
+    [
+        ("starttls", {"require_starttls": True}, True),  # RFC 3207, port 587
+        ("tls", {}, False),  # implicit TLS, RFC 8314, port 465
+    ],
+)
+def test_tls_and_login(
+    inbox: Inbox,
+    the_letter: Letter,
+    server_context: ssl.SSLContext,
+    security: str,
+    server_options: dict[str, Any],
+    login: bool,
+) -> None:
     port = _free_port()
-    controller = _serve(inbox, port, tls_context=context, require_starttls=True)
+    tls = {"tls_context" if security == "starttls" else "ssl_context": server_context}
+    controller = _serve(inbox, port, **tls, **server_options)
     try:
-        backend = SMTPBackend(
-            "127.0.0.1", port, security="starttls", username=USER, password=PASSWORD
-        )
+        credentials = {"username": USER, "password": PASSWORD} if login else {}
+        backend = SMTPBackend("127.0.0.1", port, security=security, **credentials)
         backend.push(the_letter, Batch(1, 1, READERS[:2]))
         backend.close()
     finally:
         controller.stop()
     assert len(inbox.messages) == 2
-    assert inbox.tls_sessions == inbox.sessions == inbox.authenticated
-
-
-def test_implicit_tls(
-    inbox: Inbox,
-    the_letter: Letter,
-    certificate: tuple[Path, Path],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    cert, key = certificate
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
-    port = _free_port()
-    controller = _serve(inbox, port, ssl_context=context)
-    try:
-        backend = SMTPBackend("127.0.0.1", port, security="tls")
-        backend.push(the_letter, Batch(1, 1, READERS[:1]))
-        backend.close()
-    finally:
-        controller.stop()
-    assert len(inbox.messages) == 1 and inbox.tls_sessions == inbox.sessions
+    assert inbox.tls_sessions == inbox.sessions
+    assert inbox.authenticated == (inbox.sessions if login else set())
 
 
 def test_a_refused_login_stops_the_send_without_repeating_the_password(

@@ -3,9 +3,10 @@
 A send snapshots its recipients into numbered batches (pending). Each batch is
 moved to `sending` and committed *before* the API call, and to `sent` or
 `failed` and committed *after* it. So a crash leaves at most one batch per
-worker in `sending`: "in doubt", because we cannot know whether the API took
-it. A resumed send skips sent batches and leaves in-doubt ones alone unless the
-operator says so (retry_in_doubt), since resending may mail those people twice.
+worker thread (`concurrency` per process) in `sending`: "in doubt", because we
+cannot know whether the API took it. A resumed send skips sent batches and leaves
+in-doubt ones alone unless the operator says so (retry_in_doubt), since resending
+may mail those people twice.
 
 The fault rules (issue 3), applied here once for every backend:
 
@@ -122,14 +123,13 @@ def chunked(recipients: Iterator[Recipient], size: int) -> Iterator[list[Recipie
         yield batch
 
 
-def open_send(
-    store: Store, edition: str, backend: str, recipients: Iterator[Recipient], batch_size: int
-) -> tuple[int, bool]:
-    """The send for an edition: the existing one, or a new snapshot. Returns (id, created)."""
+def open_send(store: Store, edition: str, backend: str, batch_size: int) -> tuple[int, bool]:
+    """The send for an edition: the existing one, or a new snapshot of every deliverable
+    subscriber. Returns (id, created)."""
     existing = store.get_send(edition)
     if existing is not None:
         return int(existing.id), False
-    return store.create_send(edition, backend, chunked(recipients, batch_size)), True
+    return store.snapshot_send(edition, backend, batch_size), True
 
 
 def report(store: Store, send_id: int, **extra: object) -> SendReport:
@@ -324,6 +324,7 @@ class _Run:
                     self.policy,
                     self.wait,
                     self.interrupted,
+                    self.halt.set,
                 )
                 self._record(batch, state, reason)
                 if self.policy.rate_per_second > 0:
@@ -393,6 +394,7 @@ def _push_with_retries(
     policy: RetryPolicy,
     wait: Callable[[float], None],
     interrupted: Callable[[], bool],
+    halt: Callable[[], None],
 ) -> tuple[str, str]:
     """Push one claimed batch until it is sent or given up: (the state it is left in, why).
 
@@ -460,7 +462,10 @@ def _push_with_retries(
             log.error("send %s batch %d rejected: %s", letter.edition, batch.number, exc)
             return "failed", str(exc)
         except SendStopped as exc:
-            # The API refused us outright (bad key): the batch did not go out.
+            # The API refused us outright (bad key). Halt the other threads before
+            # anything else, so none of them claims another batch meanwhile; then
+            # record that this batch did not go out.
+            halt()
             store.finish_batch(
                 batch.send_id, batch.number, "pending", response_code=exc.status or None
             )

@@ -16,16 +16,18 @@ Transport. The official `sendgrid` client (SendGridAPIClient) is where the API's
 address, the `Authorization: Bearer` header and the library's User-Agent come from.
 Its request path is not used for the batches themselves: python-http-client opens
 a new urllib connection per request (sending `Connection: close`) and formats the
-whole request body into a debug-log string before checking the log level, which
-for a 1,000-recipient body (~700 KB) cost about 8 ms of a ~34 ms request in our
-measurement (docs/benchmarks.md). The batches go through one kept-alive httpx
-connection instead, with the same URL and headers the library would send.
+whole ~700 KB body into a debug-log string before checking the log level. Posting
+a 1,000-recipient body took it about 27 ms against 20 ms for a kept-alive httpx
+connection doing the same json.dumps (bench/bench_transport.py, docs/benchmarks.md):
+7 µs a recipient, a quarter of what a whole send costs per recipient here. So the
+batches go through httpx, with the URL and headers the library would send.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import operator
 import time
 from collections.abc import Callable
 from typing import Any
@@ -121,6 +123,14 @@ def _substitutions_fit(letter: Letter, recipient: Recipient, url: str) -> dict[s
     return letter.substitutions(Recipient(recipient.email), url)
 
 
+def _values_of(names: tuple[str, ...]) -> Callable[[dict[str, str]], tuple[str, ...]]:
+    """dict -> its values for these names, in this order (KeyError if one is missing)."""
+    if len(names) == 1:
+        one = operator.itemgetter(names[0])
+        return lambda values: (one(values),)
+    return operator.itemgetter(*names)
+
+
 def _template_key(name: str) -> str:
     """`"name":%s`, with any % in the name (our tokens are %%name%%) kept literal."""
     return _json_string(name).replace("%", "%%") + ":%s"
@@ -151,10 +161,14 @@ class RequestWriter:
         self.letter = letter
         probe = Recipient("probe@example.org", "Probe")
         url = letter.unsubscribe_url(probe)
-        self._substitution_names = tuple(letter.substitutions(probe, url))
-        self._header_names = tuple(letter.list_unsubscribe(probe, url))
-        substitutions = ",".join(_template_key(k) for k in self._substitution_names)
-        headers = ",".join(_template_key(k) for k in self._header_names)
+        substitution_names = tuple(letter.substitutions(probe, url))
+        header_names = tuple(letter.list_unsubscribe(probe, url))
+        # The values in template order, whatever order a dict gives them in.
+        self._substitution_values = _values_of(substitution_names)
+        self._header_values = _values_of(header_names)
+        self._sizes = (len(substitution_names), len(header_names))
+        substitutions = ",".join(_template_key(k) for k in substitution_names)
+        headers = ",".join(_template_key(k) for k in header_names)
         self._template = (
             '{"to":[{"email":%s%s}],"substitutions":{'
             + substitutions
@@ -214,7 +228,14 @@ class RequestWriter:
             substitutions = _substitutions_fit(letter, recipient, url)
         headers = letter.list_unsubscribe(recipient, url)
         name = ',"name":' + _json_string(_display_name(recipient.name)) if recipient.name else ""
-        if tuple(substitutions) != self._substitution_names or tuple(headers) != self._header_names:
+        try:
+            if (len(substitutions), len(headers)) != self._sizes:
+                raise KeyError("other names")
+            values = (
+                *self._substitution_values(substitutions),
+                *self._header_values(headers),
+            )
+        except KeyError:
             # Not the names the template was made with: write this one the slow way.
             to = {"email": recipient.email}
             if recipient.name:
@@ -227,12 +248,7 @@ class RequestWriter:
                     "custom_args": json.loads(custom_args),
                 }
             )
-        return template % (
-            _json_string(recipient.email),
-            name,
-            *map(_json_string, substitutions.values()),
-            *map(_json_string, headers.values()),
-        )
+        return template % (_json_string(recipient.email), name, *map(_json_string, values))
 
 
 class SendGridBackend:
