@@ -66,7 +66,7 @@ def draft(settings: Settings, store: Store, day: date) -> Edition:
     existing = store.load_edition(name)
     if existing is not None:
         if store.get_send(name) is not None:
-            log.info("edition %s is already being sent; keeping it as it was sent", name)
+            log.info("edition %s has a send already; keeping it as it went out", name)
             return existing
         if existing.status == "approved":
             log.info("edition %s was approved by an editor; keeping it as approved", name)

@@ -30,7 +30,6 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
-    UniqueConstraint,
     case,
     cast,
     create_engine,
@@ -210,7 +209,6 @@ scheduler_lease = Table(
 )
 
 _UNIQUE = {stories: ["url"], page_views: ["url", "day", "source"], subscribers: ["email"]}
-_ = UniqueConstraint  # re-exported for migrations
 
 
 def now() -> datetime:
