@@ -983,6 +983,10 @@ class Store:
                 .order_by(send_batches.c.number)
             ).all()
 
+    def send_by_id(self, send_id: int) -> Any:
+        with self.begin() as conn:
+            return conn.execute(select(sends).where(sends.c.id == send_id)).one()
+
     def list_sends(self) -> list[Any]:
         with self.begin() as conn:
             return conn.execute(select(sends).order_by(sends.c.edition.desc())).all()

@@ -132,11 +132,12 @@ def open_send(store: Store, edition: str, backend: str, batch_size: int) -> tupl
     return store.snapshot_send(edition, backend, batch_size), True
 
 
-def report(store: Store, send_id: int, **extra: object) -> SendReport:
-    row = next(r for r in store.list_sends() if r.id == send_id)
+def report(store: Store, send_id: int, *, sent_now: int = 0, created: bool = False) -> SendReport:
+    """How a send stands now, from the ledger. sent_now and created describe this run."""
+    row = store.send_by_id(send_id)
     states = store.batch_states(send_id)
     doubt = [b.number for b in store.failed_batches(send_id) if b.state == "sending"]
-    result = SendReport(
+    return SendReport(
         edition=row.edition,
         send_id=send_id,
         backend=row.backend,
@@ -149,15 +150,14 @@ def report(store: Store, send_id: int, **extra: object) -> SendReport:
         failed=states.get("failed", (0, 0))[1],
         state=row.state,
         note=row.note,
+        sent_now=sent_now,
+        created=created,
     )
-    for key, value in extra.items():
-        setattr(result, key, value)
-    return result
 
 
-def settle(store: Store, send_id: int, **extra: object) -> SendReport:
+def settle(store: Store, send_id: int, *, sent_now: int = 0, created: bool = False) -> SendReport:
     """Record how a send stands once nothing more can be claimed: done, or what is left."""
-    result = report(store, send_id, **extra)
+    result = report(store, send_id, sent_now=sent_now, created=created)
     if result.pending == 0 and result.in_doubt == 0 and result.failed == 0:
         if result.state != "done":
             store.set_send_state(send_id, "done")
