@@ -21,7 +21,6 @@ The pieces, in the order a fire time meets them:
 
 from __future__ import annotations
 
-import html
 import logging
 import os
 import re
@@ -50,8 +49,8 @@ from sqlalchemy.engine import Connection
 from digest import jobs
 from digest.config import Settings
 from digest.errors import ConfigError, DigestError, InputError, SendError
-from digest.models import Batch, Recipient, RenderedEdition
-from digest.send import letter_for, make_backend
+from digest.models import Batch, Recipient
+from digest.send import make_backend, notice_for
 from digest.send.ledger import SendReport
 from digest.store import Store
 
@@ -570,13 +569,6 @@ def mail_operators(settings: Settings, subject: str, body: str) -> bool:
             "no [sender] operators in %s, so this was not mailed: %s", settings.path, subject
         )
         return False
-    rendered = RenderedEdition(
-        name="alerts",
-        subject=f"[{settings.newsroom.name} digest] {subject}",
-        preheader="",
-        html=f"<pre>{html.escape(body)}</pre>",
-        text=body,
-    )
     # Not part of any send (send_id 0); the number only has to be unique, because
     # the outbox names its files by it.
     batch = Batch(
@@ -587,7 +579,7 @@ def mail_operators(settings: Settings, subject: str, body: str) -> bool:
     try:
         backend = make_backend(settings)
         try:
-            backend.push(letter_for(settings, rendered), batch)
+            backend.push(notice_for(settings, subject, body), batch)
             backend.flush()
         finally:
             backend.close()

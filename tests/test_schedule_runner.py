@@ -156,6 +156,8 @@ def test_missed_collect_and_draft_run_once_after_days_of_downtime(
     assert any("missed 3 fire times since 2025-12-02 05:00 AKST" in m for m in logged.messages)
     (held,) = alerts(settings)
     assert "send held" in held["Subject"] and "2025-12-04" in text_of(held)
+    # A notice to the operators is not list mail: nothing to unsubscribe from.
+    assert held["List-Unsubscribe"] is None and held["List-Id"] is None
 
 
 def test_a_missed_send_within_its_grace_is_sent(

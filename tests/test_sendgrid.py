@@ -260,3 +260,16 @@ def test_a_dry_run_builds_every_request_and_sends_nothing(
     assert 60_000 < dry.largest_request < dry.request_bytes
     assert store.get_send("2025-12-05") is None and fake.requests == 0
     store.close()
+
+
+def test_a_notice_to_the_operators_carries_no_list_headers(settings: Settings) -> None:
+    from digest.send import notice_for
+    from digest.send.sendgrid import RequestWriter
+
+    letter = notice_for(settings, "send held", "the 06:00 send was held")
+    body = json.loads(RequestWriter(letter).body(Batch(0, 1, [Recipient("ops@example.org")])))
+    (person,) = body["personalizations"]
+    assert person["to"] == [{"email": "ops@example.org"}]
+    assert person["headers"] == {}
+    assert "categories" not in body or body["categories"] == []
+    assert "List-Id" not in body["headers"]

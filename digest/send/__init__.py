@@ -6,6 +6,7 @@ SendGrid) is one small class in its own module behind `base.Backend`.
 
 from __future__ import annotations
 
+import html
 from urllib.parse import urlsplit
 
 from digest.config import Settings
@@ -46,4 +47,27 @@ def letter_for(settings: Settings, rendered: RenderedEdition, *, test: bool = Fa
         list_id=f"{settings.newsroom.name} daily digest <digest.{host}>",
         categories=settings.delivery.categories,
         test=test,
+    )
+
+
+def notice_for(settings: Settings, subject: str, body: str) -> Letter:
+    """A plain notice to the operators (a held or failed send): not list mail, so it
+    carries no List-Id, List-Unsubscribe or categories, and no unsubscribe link."""
+    rendered = RenderedEdition(
+        name="alerts",
+        subject=f"[{settings.newsroom.name} digest] {subject}",
+        preheader="",
+        html=f"<pre>{html.escape(body)}</pre>",
+        text=body,
+    )
+    return Letter(
+        edition=rendered.name,
+        rendered=rendered,
+        subject=rendered.subject,
+        from_email=settings.sender.from_email,
+        from_name=settings.sender.from_name,
+        reply_to=settings.sender.reply_to,
+        unsubscribe_base="",
+        unsubscribe_mailto="",
+        secret=b"",
     )

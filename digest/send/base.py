@@ -43,7 +43,14 @@ class Letter:
     categories: tuple[str, ...] = ()
     test: bool = False
 
+    @property
+    def is_list_mail(self) -> bool:
+        """An edition is list mail; a notice to the operators (no unsubscribe base) is not."""
+        return bool(self.unsubscribe_base)
+
     def unsubscribe_url(self, recipient: Recipient) -> str:
+        if not self.is_list_mail:
+            return ""
         return self.unsubscribe_base + self._sign(recipient.email)
 
     @functools.cached_property
@@ -67,7 +74,12 @@ class Letter:
         }
 
     def list_unsubscribe(self, recipient: Recipient, unsubscribe_url: str = "") -> dict[str, str]:
-        """RFC 2369 List-Unsubscribe and RFC 8058 one-click headers for one recipient."""
+        """RFC 2369 List-Unsubscribe and RFC 8058 one-click headers for one recipient.
+
+        None for a notice to the operators: there is no list to leave.
+        """
+        if not self.is_list_mail:
+            return {}
         url = unsubscribe_url or self.unsubscribe_url(recipient)
         targets = f"<{url}>"
         if self.unsubscribe_mailto:

@@ -125,6 +125,8 @@ def _substitutions_fit(letter: Letter, recipient: Recipient, url: str) -> dict[s
 
 def _values_of(names: tuple[str, ...]) -> Callable[[dict[str, str]], tuple[str, ...]]:
     """dict -> its values for these names, in this order (KeyError if one is missing)."""
+    if not names:  # a notice to operators has no list headers
+        return lambda values: ()
     if len(names) == 1:
         one = operator.itemgetter(names[0])
         return lambda values: (one(values),)
