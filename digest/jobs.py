@@ -6,14 +6,19 @@ the web app all call them, so each does exactly the same thing from anywhere.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
-from digest import rank, render
+# Not digest.render: it loads lxml, premailer and mjml (14 MB), which a send that
+# finds its copies rendered already never needs (rendered_copies imports it).
+from digest import rank
 from digest.collect import CollectResult, collect_all
 from digest.config import Settings
 from digest.errors import NotFoundError, SendError
@@ -56,7 +61,11 @@ def collect(
 
 
 def draft(settings: Settings, store: Store, day: date) -> Edition:
-    """Rank the day's stories into a draft.
+    """Rank the day's stories into a draft, and render it (prepare_copies).
+
+    Rendering here, hours before the send, is what makes a broken template an
+    error at draft time rather than at 6 a.m., and the stored copies are what the
+    editor previews and what the send mails.
 
     An edition an editor approved, or one already being sent, is kept as it is:
     re-ranking it would silently replace what the editor signed off or what some
@@ -64,14 +73,16 @@ def draft(settings: Settings, store: Store, day: date) -> Edition:
     """
     name = day.isoformat()
     existing = store.load_edition(name)
-    if existing is not None:
-        if store.get_send(name) is not None:
-            log.info("edition %s has a send already; keeping it as it went out", name)
-            return existing
-        if existing.status == "approved":
-            log.info("edition %s was approved by an editor; keeping it as approved", name)
-            return existing
-    return rank.draft(store, settings, day)
+    if existing is not None and store.get_send(name) is not None:
+        log.info("edition %s has a send already; keeping it as it went out", name)
+        return existing
+    if existing is not None and existing.status == "approved":
+        log.info("edition %s was approved by an editor; keeping it as approved", name)
+        edition = existing
+    else:
+        edition = rank.draft(store, settings, day)
+    prepare_copies(settings, store, edition)
+    return edition
 
 
 def load_edition(store: Store, name: str) -> Edition:
@@ -84,8 +95,86 @@ def load_edition(store: Store, name: str) -> Edition:
     return edition
 
 
+def render_fingerprint(settings: Settings, edition: Edition) -> str:
+    """What a rendered copy of this edition was made from, as a digest: the edition's
+    picks and subject, the newsroom's settings the templates read, the templates and
+    the renderer's own code. A stored copy with another fingerprint is stale."""
+    state = dataclasses.asdict(edition)
+    state.pop("status")  # approving or sending an edition does not change its copy
+    made_of = hashlib.blake2b(digest_size=16)
+    made_of.update(
+        json.dumps(
+            [state, repr(settings.newsroom), settings.base_url], default=str, sort_keys=True
+        ).encode()
+    )
+    templates = settings.templates_dir
+    for path in sorted(p for p in templates.rglob("*") if p.is_file()):
+        made_of.update(str(path.relative_to(templates)).encode() + b"\0" + path.read_bytes())
+    made_of.update(Path(__file__).with_name("render.py").read_bytes())
+    return made_of.hexdigest()
+
+
+def rendered_copies(
+    settings: Settings,
+    store: Store,
+    edition: Edition,
+    variants: Iterable[str],
+    *,
+    keep: bool = False,
+    save: bool = True,
+) -> dict[str, RenderedEdition]:
+    """Each variant of the edition rendered (rank.variant_key; "" = the whole edition).
+
+    A stored copy is used when it was made from what it would be made from now;
+    otherwise the variant is rendered and (with `save`) stored. keep: the edition
+    has a send, and its stored copies are what part of the list already got: use
+    them as they are, so a resumed send or another worker mails the same thing
+    even if the templates changed since.
+    """
+    fingerprint = render_fingerprint(settings, edition)
+    copies: dict[str, RenderedEdition] = {}
+    for key in sorted(set(variants)):
+        made_of = hashlib.blake2b(f"{fingerprint}|{key}".encode(), digest_size=16).hexdigest()
+        stored = store.load_render(edition.name, key)
+        if stored is not None and (keep or stored[0] == made_of):
+            copies[key] = stored[1]
+            continue
+        from digest import render
+
+        rendered = render.render(settings, rank.variant(edition, key))
+        if save:
+            store.save_render(key, made_of, rendered)
+        copies[key] = rendered
+    return copies
+
+
+def prepare_copies(
+    settings: Settings, store: Store, edition: Edition, *, save: bool = True
+) -> dict[str, RenderedEdition]:
+    """The whole edition and one copy per section preference among today's subscribers."""
+    variants = {""} | {rank.variant_key(edition, s) for s in store.deliverable_sections()}
+    keep = store.get_send(edition.name) is not None
+    return rendered_copies(settings, store, edition, variants, keep=keep, save=save)
+
+
 def render_edition(settings: Settings, store: Store, name: str) -> RenderedEdition:
-    return render.render(settings, load_edition(store, name))
+    """The whole edition, rendered (or its stored copy, when that is current)."""
+    edition = load_edition(store, name)
+    keep = store.get_send(name) is not None
+    return rendered_copies(settings, store, edition, [""], keep=keep)[""]
+
+
+def letters_for_send(
+    settings: Settings, store: Store, edition: Edition, send_id: int
+) -> tuple[Letter, dict[str, Letter]]:
+    """The whole edition's letter, and the letter for each section preference the
+    send's batches were cut by: the copies stored for this edition, kept as they are."""
+    keys = {
+        sections: rank.variant_key(edition, sections) for sections in store.send_sections(send_id)
+    }
+    copies = rendered_copies(settings, store, edition, {"", *keys.values()}, keep=True)
+    letters = {key: letter_for(settings, rendered) for key, rendered in copies.items()}
+    return letters[""], {sections: letters[key] for sections, key in keys.items()}
 
 
 def preview_values(settings: Settings) -> dict[str, str]:
@@ -100,6 +189,8 @@ def preview_values(settings: Settings) -> dict[str, str]:
 def write_edition(
     settings: Settings, rendered: RenderedEdition, out_dir: Path
 ) -> tuple[Path, Path]:
+    from digest import render
+
     return render.write(rendered, out_dir, preview_values(settings))
 
 
@@ -120,6 +211,7 @@ class DryRun:
     bytes_per_message: int = 0
     largest_request: int = 0  # bytes of the biggest API request (SendGrid)
     request_bytes: int = 0  # bytes of all API requests together (SendGrid)
+    copies: int = 0  # copies of the edition: the whole one and one per section preference
 
 
 def dry_run(settings: Settings, store: Store, name: str, backend: str | None = None) -> DryRun:
@@ -130,29 +222,32 @@ def dry_run(settings: Settings, store: Store, name: str, backend: str | None = N
     """
     from digest.send.sendgrid import RequestWriter
 
-    rendered = render_edition(settings, store, name)
-    letter = letter_for(settings, rendered)
-    result = DryRun(backend=backend or settings.delivery.backend)
-    writer = (
-        RequestWriter(
-            letter,
-            asm_group_id=settings.delivery.asm_group_id,
-            sandbox=settings.delivery.sandbox,
+    edition = load_edition(store, name)
+    copies = prepare_copies(settings, store, edition, save=False)
+    result = DryRun(backend=backend or settings.delivery.backend, copies=len(copies))
+    # As a send cuts them: by section preference, then by address.
+    for sections in sorted(store.deliverable_sections()):
+        letter = letter_for(settings, copies[rank.variant_key(edition, sections)])
+        writer = (
+            RequestWriter(
+                letter,
+                asm_group_id=settings.delivery.asm_group_id,
+                sandbox=settings.delivery.sandbox,
+            )
+            if result.backend == "sendgrid"
+            else None
         )
-        if result.backend == "sendgrid"
-        else None
-    )
-    recipients = store.deliverable_recipients()
-    for batch in chunked(recipients, settings.delivery.batch_size):
-        result.batches += 1
-        result.recipients += len(batch)
-        result.largest_batch = max(result.largest_batch, len(batch))
-        if not result.bytes_per_message:
-            result.bytes_per_message = len(letter.message_for(batch[0]).as_bytes())
-        if writer is not None:
-            size = len(writer.body(Batch(send_id=0, number=result.batches, recipients=batch)))
-            result.largest_request = max(result.largest_request, size)
-            result.request_bytes += size
+        recipients = store.deliverable_recipients(sections=sections)
+        for batch in chunked(recipients, settings.delivery.batch_size):
+            result.batches += 1
+            result.recipients += len(batch)
+            result.largest_batch = max(result.largest_batch, len(batch))
+            size = len(letter.message_for(batch[0]).as_bytes())
+            result.bytes_per_message = max(result.bytes_per_message, size)
+            if writer is not None:
+                body = writer.body(Batch(send_id=0, number=result.batches, recipients=batch))
+                result.largest_request = max(result.largest_request, len(body))
+                result.request_bytes += len(body)
     return result
 
 
@@ -202,7 +297,10 @@ def send(
     # The backend first: a missing API key fails here, before anything is recorded.
     mailer = make_backend(settings, backend_name)
     try:
-        rendered = render.render(settings, edition)
+        if existing is None:
+            # Every copy rendered before the snapshot: a template error stops the
+            # send here, with nothing recorded.
+            prepare_copies(settings, store, edition)
         send_id, created = open_send(store, name, backend_name, settings.delivery.batch_size)
         before = report(store, send_id, created=created)
         if not created:
@@ -231,11 +329,13 @@ def send(
             on_start(before)
         store.set_edition_status(name, "sending")
         store.set_send_state(send_id, "sending")
+        whole, letters = letters_for_send(settings, store, edition, send_id)
         result = deliver(
             store,
             mailer,
-            letter_for(settings, rendered),
+            whole,
             send_id,
+            letters=letters,
             retry_in_doubt=retry_in_doubt,
             limit=limit,
             policy=policy or RetryPolicy.from_settings(settings.delivery),
@@ -277,7 +377,7 @@ def work(
     """
     stop = stop or threading.Event()
     policy = policy or RetryPolicy.from_settings(settings.delivery)
-    letters: dict[str, Letter] = {}
+    letters: dict[str, tuple[Letter, dict[str, Letter]]] = {}
     mailers: dict[str, Backend] = {}
     total = 0
     try:
@@ -287,8 +387,9 @@ def work(
                 if row.state not in ACTIVE_STATES or not store.batch_states(row.id).get("pending"):
                     continue
                 if row.edition not in letters:
-                    rendered = render_edition(settings, store, row.edition)
-                    letters[row.edition] = letter_for(settings, rendered)
+                    edition = load_edition(store, row.edition)
+                    letters[row.edition] = letters_for_send(settings, store, edition, row.id)
+                whole, by_sections = letters[row.edition]
                 backend_name = backend or row.backend
                 if backend_name not in mailers:
                     mailers[backend_name] = make_backend(settings, backend_name)
@@ -296,8 +397,9 @@ def work(
                     result = deliver(
                         store,
                         mailers[backend_name],
-                        letters[row.edition],
+                        whole,
                         row.id,
+                        letters=by_sections,
                         retry_failed=False,
                         policy=policy,
                         concurrency=settings.delivery.concurrency,
@@ -352,7 +454,7 @@ def run(
     collected = collect(settings, store)
     imported = sync_subscribers(settings, store)
     edition = draft(settings, store, day)
-    rendered = render.render(settings, edition)
+    rendered = render_edition(settings, store, edition.name)
     html_path, text_path = write_edition(settings, rendered, settings.data_dir / "editions")
     result = send(
         settings,

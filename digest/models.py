@@ -118,3 +118,6 @@ class Batch:
     recipients: list[Recipient]
     state: str = "pending"
     attempts: int = 0
+    #: The recipients' section preference (lower-case, ";"-joined; "" = none): every
+    #: recipient of a batch gets the same copy of the edition.
+    sections: str = ""

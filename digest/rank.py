@@ -8,12 +8,18 @@ each part 0..1:
 - popularity: its page views in the window over the most-viewed candidate's;
 - image: a lead without a picture makes a poor email, so pictures win ties.
 The parts are stored with every pick so an editor can see the arithmetic.
+
+Section preferences (variant_key, variant): a reader who chose sections gets the
+lead (the newsroom's top story is for everyone), the "More" stories from those
+sections, and Most Read (the site's own chart). A preference that matches none of
+the day's "More" stories gets the whole edition: a choice of sections picks among
+the day's stories, it never empties an edition.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
 from digest.config import EditionSettings, Settings
@@ -134,3 +140,27 @@ def draft(store: Store, settings: Settings, day: date) -> Edition:
     edition = rank(candidates, views, window, settings.edition)
     store.save_edition(edition)
     return edition
+
+
+def variant_key(edition: Edition, sections: str) -> str:
+    """Which copy of the edition a reader with these preferences gets ("" = the whole one).
+
+    sections: ";"-joined section names, as subscribers keep them. The key is the
+    chosen sections that the edition's "More" stories actually have, lower-case
+    and sorted, so readers whose choices come to the same stories share one copy.
+    """
+    wanted = {part.strip().lower() for part in sections.split(";") if part.strip()}
+    present = {p.story.section.lower() for p in edition.more if p.story.section}
+    chosen = wanted & present
+    if not chosen or chosen == present:
+        return ""
+    return ";".join(sorted(chosen))
+
+
+def variant(edition: Edition, key: str) -> Edition:
+    """The edition as readers of variant `key` get it (see variant_key)."""
+    if not key:
+        return edition
+    chosen = set(key.split(";"))
+    more = [p for p in edition.more if p.story.section.lower() in chosen]
+    return replace(edition, more=[replace(p, position=i) for i, p in enumerate(more, start=1)])

@@ -53,6 +53,7 @@ from digest.models import (
     PageViews,
     Pick,
     Recipient,
+    RenderedEdition,
     Story,
     Subscriber,
 )
@@ -174,11 +175,33 @@ send_batches = Table(
     Column("state", String(20), nullable=False, index=True),  # pending|sending|sent|failed
     Column("size", Integer, nullable=False),
     Column("recipients", Text, nullable=False),  # JSON [[email, name], ...]: the snapshot
+    # The recipients' section preference, lower-case (subscribers.sections): a batch
+    # holds readers of one preference, so it goes out as one copy of the edition.
+    Column("sections", Text, nullable=False, default="", server_default=""),
     Column("attempts", Integer, nullable=False, default=0),
     Column("response_code", Integer),
     Column("message_id", Text),
     Column("error", Text),
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# An edition rendered, per variant ("" = the whole edition; else the sections a
+# reader prefers, see rank.variant_key). Kept so that a send, its resumption and
+# every worker mail the very copy that was rendered and previewed, and so that a
+# send need not load the render stack at all (docs/benchmarks.md).
+renders = Table(
+    "renders",
+    metadata,
+    Column("edition", String(10), ForeignKey("editions.name"), primary_key=True),
+    Column("variant", String(2000), primary_key=True),
+    # What went into it (jobs.render_fingerprint): a different one means re-render.
+    Column("fingerprint", String(64), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("preheader", Text, nullable=False),
+    Column("html", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("warnings", Text, nullable=False),  # JSON list
+    Column("created_at", UTCDateTime, nullable=False),
 )
 
 # One row per scheduled job per fire time: the primary key is what stops the same
@@ -207,6 +230,12 @@ scheduler_lease = Table(
     Column("acquired_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
 )
+
+#: A subscriber's section preference as sends group by it: lower-case, so
+#: "News;Politics" and "news;politics" are one preference. (subscribers.py writes
+#: them sorted; SQL's lower() is ASCII-only, which only splits a rare preference
+#: into two groups that get the same copy.)
+_preference = func.lower(func.coalesce(subscribers.c.sections, ""))
 
 _UNIQUE = {stories: ["url"], page_views: ["url", "day", "source"], subscribers: ["email"]}
 
@@ -473,6 +502,8 @@ class Store:
     def save_edition(self, edition: Edition) -> None:
         """Store an edition and its picks, replacing an earlier draft of the same name."""
         with self.begin() as conn:
+            # Renders of the earlier draft describe other picks: they go with it.
+            conn.execute(renders.delete().where(renders.c.edition == edition.name))
             conn.execute(edition_picks.delete().where(edition_picks.c.edition == edition.name))
             conn.execute(editions.delete().where(editions.c.name == edition.name))
             conn.execute(
@@ -545,6 +576,42 @@ class Store:
                 .where(editions.c.name == name)
                 .values(status=status, updated_at=now())
             )
+
+    def save_render(self, variant: str, fingerprint: str, rendered: RenderedEdition) -> None:
+        """Keep a rendered copy of an edition, replacing the variant's earlier one."""
+        with self.begin() as conn:
+            key = (renders.c.edition == rendered.name) & (renders.c.variant == variant)
+            conn.execute(renders.delete().where(key))
+            conn.execute(
+                renders.insert().values(
+                    edition=rendered.name,
+                    variant=variant,
+                    fingerprint=fingerprint,
+                    subject=rendered.subject,
+                    preheader=rendered.preheader,
+                    html=rendered.html,
+                    text=rendered.text,
+                    warnings=json.dumps(rendered.warnings),
+                    created_at=now(),
+                )
+            )
+
+    def load_render(self, edition: str, variant: str) -> tuple[str, RenderedEdition] | None:
+        """(fingerprint, rendered copy) of one variant of an edition, if it was rendered."""
+        with self.begin() as conn:
+            row = conn.execute(
+                select(renders).where(renders.c.edition == edition, renders.c.variant == variant)
+            ).first()
+        if row is None:
+            return None
+        return row.fingerprint, RenderedEdition(
+            name=row.edition,
+            subject=row.subject,
+            preheader=row.preheader,
+            html=row.html,
+            text=row.text,
+            warnings=json.loads(row.warnings),
+        )
 
     def edition_names(self) -> list[str]:
         with self.begin() as conn:
@@ -685,17 +752,31 @@ class Store:
         """Active subscribers with no suppression, in email order, streamed."""
         yield from self._deliverable(select(subscribers), chunk, _subscriber)
 
-    def deliverable_recipients(self, chunk: int = 2000) -> Iterator[Recipient]:
+    def deliverable_recipients(
+        self, chunk: int = 2000, sections: str | None = None
+    ) -> Iterator[Recipient]:
         """Who a send goes to: deliverable() with only address and name, for speed.
 
         A send snapshots every recipient; reading just the two columns a letter
         needs (no attributes to decode) more than halves the cost per row.
+        sections: only readers with this preference (lower-case, as
+        deliverable_sections gives it).
         """
-        yield from self._deliverable(
-            select(subscribers.c.email, subscribers.c.name),
-            chunk,
-            Recipient._make,
-        )
+        query = select(subscribers.c.email, subscribers.c.name)
+        if sections is not None:
+            query = query.where(_preference == sections)
+        yield from self._deliverable(query, chunk, Recipient._make)
+
+    def deliverable_sections(self) -> dict[str, int]:
+        """Each section preference among deliverable subscribers (lower-case), and how many."""
+        with self.begin() as conn:
+            rows = conn.execute(
+                select(_preference, func.count())
+                .outerjoin(suppressions, suppressions.c.email == subscribers.c.email)
+                .where(subscribers.c.status == "active", suppressions.c.email.is_(None))
+                .group_by(_preference)
+            )
+            return {str(key): int(n) for key, n in rows}
 
     def _deliverable(self, query: Any, chunk: int, make: Any) -> Iterator[Any]:
         last = ""
@@ -734,13 +815,14 @@ class Store:
             return conn.execute(select(sends).where(sends.c.edition == edition)).first()
 
     def snapshot_send(self, edition: str, backend: str, batch_size: int) -> int:
-        """create_send for every deliverable subscriber, in address order, done by the database.
+        """create_send for every deliverable subscriber, done by the database.
 
-        One INSERT ... SELECT numbers the deliverable subscribers, cuts them into
-        batches and writes each batch's [[email, name], ...] as JSON, so a million
-        recipients never pass through Python (on SQLite 3 µs a recipient instead of
-        4.5, and no memory that grows with the list). The same rule as create_send:
-        all of it or nothing.
+        One INSERT ... SELECT groups the deliverable subscribers by section
+        preference, numbers them by address within each, cuts them into batches
+        of one preference each and writes each batch's [[email, name], ...] as
+        JSON, so a million recipients never pass through Python (on SQLite 3 µs a
+        recipient instead of 4.5, and no memory that grows with the list). The
+        same rule as create_send: all of it or nothing.
         """
         postgres = self.dialect == "postgresql"
         with self.begin() as conn:
@@ -749,37 +831,60 @@ class Store:
                 select(
                     subscribers.c.email,
                     subscribers.c.name,
-                    func.row_number().over(order_by=subscribers.c.email).label("position"),
+                    _preference.label("sections"),
+                    func.row_number()
+                    .over(partition_by=_preference, order_by=subscribers.c.email)
+                    .label("position"),
                 )
                 .outerjoin(suppressions, suppressions.c.email == subscribers.c.email)
                 .where(subscribers.c.status == "active", suppressions.c.email.is_(None))
                 .subquery()
             )
-            # Floor division: positions 1..1000 are batch 1, 1001..2000 batch 2, ...
-            number = ((ranked.c.position - 1) // batch_size + 1).label("number")
+            # Within a preference, positions 1..1000 are its first batch, 1001..2000
+            # its second, ...; batches are numbered 1, 2, ... across preferences.
+            numbered = select(
+                ranked.c.email,
+                ranked.c.name,
+                ranked.c.sections,
+                func.dense_rank()
+                .over(order_by=(ranked.c.sections, (ranked.c.position - 1) // batch_size))
+                .label("number"),
+            ).subquery()
+            number = numbered.c.number
             if postgres:
                 members: Any = cast(
                     func.json_agg(
                         aggregate_order_by(
-                            func.json_build_array(ranked.c.email, ranked.c.name), ranked.c.email
+                            func.json_build_array(numbered.c.email, numbered.c.name),
+                            numbered.c.email,
                         )
                     ),
                     Text,
                 )
             else:
-                members = func.json_group_array(func.json_array(ranked.c.email, ranked.c.name))
+                members = func.json_group_array(func.json_array(numbered.c.email, numbered.c.name))
             conn.execute(
                 send_batches.insert().from_select(
-                    ["send_id", "number", "state", "size", "recipients", "attempts", "updated_at"],
+                    [
+                        "send_id",
+                        "number",
+                        "sections",
+                        "state",
+                        "size",
+                        "recipients",
+                        "attempts",
+                        "updated_at",
+                    ],
                     select(
                         literal(send_id),
                         number,
+                        numbered.c.sections,
                         literal("pending"),
                         func.count(),
                         members,
                         literal(0),
                         literal(now(), UTCDateTime),
-                    ).group_by(number),
+                    ).group_by(number, numbered.c.sections),
                 )
             )
             self._count_send(conn, send_id)
@@ -887,7 +992,10 @@ class Store:
                 .where(send_batches.c.send_id == send_id, send_batches.c.number == number, pending)
                 .values(state="sending", attempts=send_batches.c.attempts + 1, updated_at=now())
                 .returning(
-                    send_batches.c.number, send_batches.c.recipients, send_batches.c.attempts
+                    send_batches.c.number,
+                    send_batches.c.recipients,
+                    send_batches.c.attempts,
+                    send_batches.c.sections,
                 )
             ).first()
         if row is None:
@@ -898,7 +1006,19 @@ class Store:
             recipients=list(map(Recipient._make, json.loads(row.recipients))),
             state="sending",
             attempts=row.attempts,
+            sections=row.sections,
         )
+
+    def send_sections(self, send_id: int) -> list[str]:
+        """The section preferences a send's batches were cut by ("" = none)."""
+        with self.begin() as conn:
+            return sorted(
+                conn.scalars(
+                    select(send_batches.c.sections)
+                    .where(send_batches.c.send_id == send_id)
+                    .distinct()
+                )
+            )
 
     def claimed_since(self, send_id: int, since: datetime) -> list[int]:
         """Batches still `sending` that were claimed at or after `since`: in flight

@@ -86,6 +86,18 @@ def normalise_email(raw: str) -> str:
     return validate_email(address, check_deliverability=False).normalized.lower()
 
 
+def parse_sections(raw: str) -> tuple[str, ...]:
+    """ "News; politics,News" -> ("News", "politics"): split on ; or ",", one of each
+    (case aside), sorted. One spelling per preference makes readers who chose the
+    same sections one group at send time, so one copy is rendered for all of them."""
+    chosen: dict[str, str] = {}
+    for part in raw.replace(",", ";").split(";"):
+        name = part.strip()
+        if name:
+            chosen.setdefault(name.lower(), name)
+    return tuple(chosen[key] for key in sorted(chosen))
+
+
 def read_csv(path: Path, report: ImportReport) -> Iterator[tuple[int, Subscriber]]:
     """Valid rows of a subscribers CSV, with their line numbers, streamed.
 
@@ -117,12 +129,7 @@ def read_csv(path: Path, report: ImportReport) -> Iterator[tuple[int, Subscriber
                     f"{', '.join(sorted(STATUSES))}",
                 )
                 continue
-            raw_sections = row.get("sections")
-            sections = (
-                tuple(s.strip() for s in raw_sections.replace(",", ";").split(";") if s.strip())
-                if raw_sections
-                else ()
-            )
+            sections = parse_sections(row.get("sections") or "")
             attributes = {k: v for k, v in row.items() if v and k and k not in _KNOWN_COLUMNS}
             yield (
                 line,
@@ -273,3 +280,49 @@ def verify_token(secret: bytes, token: str) -> str | None:
     if not hmac.compare_digest(given, expected):
         return None
     return address.decode()
+
+
+# -- leaving: the unsubscribe link and RFC 8058 one-click --------------------------
+
+
+@dataclass(frozen=True)
+class Unsubscribed:
+    """The outcome of an unsubscribe request made with a valid token."""
+
+    email: str
+    reason: str  # why the address is suppressed now: unsubscribed, bounced or complained
+    now: bool  # False: it had left before this request (a repeated click, a bounce)
+
+
+def token_address(secret: bytes, token: str) -> str | None:
+    """The address a token from an email was made for, or None for a broken or forged one."""
+    email = verify_token(secret, token)
+    if email is None or "@" not in email:
+        return None
+    return email
+
+
+def left_already(store: Store, email: str) -> str | None:
+    """Why an address no longer gets the digest (its suppression reason), or None."""
+    return store.suppressed([email.lower()]).get(email.lower())
+
+
+def unsubscribe(store: Store, email: str, source: str) -> Unsubscribed:
+    """Suppress an address for good; asking again changes nothing.
+
+    An address that left earlier keeps its first reason: a reader who bounced and
+    then clicks unsubscribe stays recorded as bounced.
+    """
+    earlier = left_already(store, email)
+    if earlier is not None:
+        return Unsubscribed(email.lower(), earlier, now=False)
+    added = store.suppress(email, "unsubscribed", source=source)
+    return Unsubscribed(email.lower(), left_already(store, email) or "unsubscribed", now=added)
+
+
+def masked(email: str) -> str:
+    """`ja•••@example.com`: enough for a reader to know the address, not enough to harvest
+    it from a forwarded link's page."""
+    local, _, domain = email.partition("@")
+    shown = 1 if len(local) <= 4 else 2
+    return f"{local[:shown]}{'•' * 3}@{domain}"

@@ -33,7 +33,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from digest.config import Delivery
@@ -182,6 +182,7 @@ def deliver(
     concurrency: int = 1,
     on_progress: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
+    letters: Mapping[str, Letter] | None = None,
 ) -> SendReport:
     """Push every claimable batch of an active send through the backend, recording each step.
 
@@ -198,6 +199,8 @@ def deliver(
         process busy building one request while the API answers the other; the
         backend must be thread-safe (all three are).
     stop: set by a signal handler; the batches in flight finish, then we return.
+    letters: the copy for each section preference batches were cut by
+        (Batch.sections); a batch whose preference is not here gets `letter`.
     """
     policy = policy or RetryPolicy()
     requeue = ["failed"] if retry_failed else []
@@ -206,7 +209,7 @@ def deliver(
         requeue.append("sending")
     if requeue:
         store.requeue_batches(send_id, requeue)
-    run = _Run(store, backend, letter, send_id, policy, limit, on_progress, stop)
+    run = _Run(store, backend, letter, send_id, policy, limit, on_progress, stop, letters or {})
     try:
         if concurrency <= 1:
             run.work()
@@ -247,10 +250,12 @@ class _Run:
         limit: int | None,
         on_progress: Callable[[int], None] | None,
         stop: threading.Event | None,
+        letters: Mapping[str, Letter],
     ) -> None:
         self.store = store
         self.backend = backend
         self.letter = letter
+        self.letters = letters
         self.send_id = send_id
         self.policy = policy
         self.limit = limit
@@ -319,7 +324,7 @@ class _Run:
                 state, reason = _push_with_retries(
                     self.store,
                     self.backend,
-                    self.letter,
+                    self.letters.get(batch.sections, self.letter),
                     batch,
                     self.policy,
                     self.wait,

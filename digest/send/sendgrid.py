@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import operator
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -276,7 +277,10 @@ class SendGridBackend:
             headers={**self.api.client.request_headers, "Content-Type": "application/json"},
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         )
-        self._writer: RequestWriter | None = None
+        # One writer per letter (a send has one letter per section preference),
+        # by identity: a Letter holds its rendered copy and is not hashable.
+        self._writers: dict[int, RequestWriter] = {}
+        self._writers_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SendGridBackend:
@@ -304,11 +308,14 @@ class SendGridBackend:
     # -- the call ------------------------------------------------------------------
     def request_body(self, letter: Letter, batch: Batch) -> bytes:
         """The JSON body for one batch; the letter's constant part is written once."""
-        if self._writer is None or self._writer.letter is not letter:
-            self._writer = RequestWriter(
-                letter, asm_group_id=self.asm_group_id, sandbox=self.sandbox
-            )
-        return self._writer.body(batch)
+        writer = self._writers.get(id(letter))
+        if writer is None or writer.letter is not letter:
+            writer = RequestWriter(letter, asm_group_id=self.asm_group_id, sandbox=self.sandbox)
+            with self._writers_lock:
+                if len(self._writers) >= 64:  # letters of sends long finished (a worker)
+                    self._writers.clear()
+                self._writers[id(letter)] = writer
+        return writer.body(batch)
 
     def push(self, letter: Letter, batch: Batch) -> PushResult:
         body = self.request_body(letter, batch)
