@@ -368,7 +368,9 @@ def send(
             )
             console.print(
                 f"dry run: {d.recipients:,} recipients in {d.batches:,} batches "
-                f"(largest {d.largest_batch:,}); about {d.bytes_per_message // 1024} KB "
+                f"(largest {d.largest_batch:,}); {d.copies} "
+                f"{'copy' if d.copies == 1 else 'copies'} of the edition (by section "
+                f"preference); up to {d.bytes_per_message // 1024} KB "
                 f"per message{requests}; nothing sent"
             )
             return
@@ -455,6 +457,8 @@ def sends(
                         f"tries: {b.response_code or ''} {b.error or ''}".rstrip(),
                         markup=False,
                     )
+            for number, error in store.refusals(rows[0].id):
+                console.print(f"batch {number}: {error}", markup=False)
             if rows[0].note:
                 console.print(rows[0].note, markup=False)
 
@@ -481,6 +485,40 @@ def worker(
     with _session(config_path) as (settings, store), _stop_on_signal() as stop:
         sent = jobs.work(settings, store, backend=backend, once=once, poll_seconds=poll, stop=stop)
         console.print(f"worker: {sent:,} recipients sent")
+
+
+@app.command()
+def web(
+    config_path: ConfigOption = Path("digest.toml"),
+    host: Annotated[
+        str,
+        typer.Option(help="Address to listen on; keep 127.0.0.1 behind a proxy on this machine."),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the unsubscribe pages and the SendGrid event webhook (foreground).
+
+    Every email links to \\[web] base_url in digest.toml: serve this there,
+    behind a reverse proxy with HTTPS, or readers cannot leave (mail clients
+    offer one-click unsubscribe, RFC 8058, only over HTTPS).
+
+    /unsubscribe/TOKEN: GET shows the page, POST unsubscribes.
+    POST /webhooks/sendgrid: needs SENDGRID_WEBHOOK_VERIFICATION_KEY.
+    GET /healthz: "ok". See docs/web.md. Ctrl-C or SIGTERM stops it.
+    """
+    import uvicorn
+
+    from digest.web import create_app
+
+    with _session(config_path) as (settings, store):
+        if not settings.base_url.startswith("https://"):
+            sys.stderr.write(
+                f"warning: [web] base_url {settings.base_url} is not https://; mail clients "
+                "offer one-click unsubscribe (RFC 8058) only for HTTPS links\n"
+            )
+        # No access log: unsubscribe URLs carry tokens that name the reader and can
+        # unsubscribe them; the app logs what it did, with the address masked.
+        uvicorn.run(create_app(settings, store), host=host, port=port, access_log=False)
 
 
 @subscribers_app.command("import")
@@ -551,7 +589,7 @@ def subscribers_add(
     from email_validator import EmailNotValidError
 
     from digest.models import Subscriber
-    from digest.subscribers import normalise_email
+    from digest.subscribers import normalise_email, parse_sections
 
     with _session(config_path) as (_settings, store):
         try:
@@ -559,7 +597,7 @@ def subscribers_add(
         except EmailNotValidError as exc:
             _error(f"{email!r} is not an e-mail address: {exc}")
             raise typer.Exit(2) from None
-        parts = tuple(s.strip() for s in sections.split(";") if s.strip())
+        parts = parse_sections(sections)
         added, _updated, kept_out = store.upsert_subscribers([Subscriber(address, name, parts)])
         if kept_out:
             console.print(f"{address} unsubscribed earlier and stays unsubscribed")

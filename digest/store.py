@@ -633,22 +633,30 @@ class Store:
         return found
 
     def suppress(self, email: str, reason: str, source: str = "") -> bool:
-        """Suppress an address for good and mark the subscriber. False if it already was."""
+        """Suppress an address for good and mark the subscriber. False if it already was.
+
+        The first reason stands (an address that unsubscribed and later bounces
+        stays "unsubscribed"), and the subscriber's status says the same. Safe
+        when two suppress one address at once (a one-click POST and a webhook
+        event): the insert gives way on conflict instead of failing.
+        """
         email = email.lower()
         with self.begin() as conn:
-            exists = conn.scalar(select(suppressions.c.email).where(suppressions.c.email == email))
-            if exists is None:
-                conn.execute(
-                    suppressions.insert().values(
-                        email=email, reason=reason, source=source, created_at=now()
-                    )
-                )
+            added = conn.execute(
+                _insert_for(conn, suppressions)
+                .values(email=email, reason=reason, source=source, created_at=now())
+                .on_conflict_do_nothing(index_elements=["email"])
+                .returning(suppressions.c.email)
+            ).first()
+            standing = conn.scalar(
+                select(suppressions.c.reason).where(suppressions.c.email == email)
+            )
             conn.execute(
                 update(subscribers)
-                .where(subscribers.c.email == email)
-                .values(status=reason, updated_at=now())
+                .where(subscribers.c.email == email, subscribers.c.status != standing)
+                .values(status=standing, updated_at=now())
             )
-            return exists is None
+            return added is not None
 
     def upsert_subscribers(self, items: Sequence[Subscriber]) -> tuple[int, int, int]:
         """Add or update subscribers, never reactivating one who left.
@@ -1099,6 +1107,19 @@ class Store:
                 .where(
                     send_batches.c.send_id == send_id,
                     send_batches.c.state.in_(["failed", "sending"]),
+                )
+                .order_by(send_batches.c.number)
+            ).all()
+
+    def refusals(self, send_id: int) -> list[Any]:
+        """Sent batches of which the server refused some recipients: (number, error)."""
+        with self.begin() as conn:
+            return conn.execute(
+                select(send_batches.c.number, send_batches.c.error)
+                .where(
+                    send_batches.c.send_id == send_id,
+                    send_batches.c.state == "sent",
+                    send_batches.c.error.is_not(None),
                 )
                 .order_by(send_batches.c.number)
             ).all()

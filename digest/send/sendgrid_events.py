@@ -1,0 +1,249 @@
+"""SendGrid's Signed Event Webhook: check a request came from SendGrid, then turn its
+bounces, spam reports and unsubscribes into suppressions.
+
+The provider-specific half of the webhook (like listmonk's bounce/webhooks/sendgrid.go);
+digest/web/app.py only hands over the raw request.
+
+Signing, per "Getting Started with the Event Webhook Security Features"
+(https://www.twilio.com/docs/sendgrid/for-developers/tracking-events/getting-started-event-webhook-security-features):
+SendGrid signs the timestamp header followed by the raw body with ECDSA P-256 and
+SHA-256, and puts the signature (base64 DER) and the timestamp in two headers. The
+"Verification Key" it shows is the public key, base64 DER. The official library's
+`EventWebhook` helper does the check.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+import logging
+import re
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from email_validator import EmailNotValidError
+from sendgrid.helpers.eventwebhook import EventWebhook, EventWebhookHeader
+
+from digest.errors import ConfigError, DigestError, InputError
+from digest.store import Store
+from digest.subscribers import normalise_email
+
+log = logging.getLogger("digest.send.sendgrid_events")
+
+KEY_VARIABLE = "SENDGRID_WEBHOOK_VERIFICATION_KEY"
+SIGNATURE_HEADER = EventWebhookHeader.SIGNATURE  # X-Twilio-Email-Event-Webhook-Signature
+TIMESTAMP_HEADER = EventWebhookHeader.TIMESTAMP  # X-Twilio-Email-Event-Webhook-Timestamp
+
+#: A signed request is good for this long after SendGrid signed it. The signature
+#: covers the timestamp, so an old request captured on the way cannot be replayed
+#: later with a fresh one.
+MAX_AGE_SECONDS = 10 * 60
+#: How far ahead of our clock a timestamp may be: clocks drift, but not by hours.
+MAX_AHEAD_SECONDS = 5 * 60
+_UNIX_TIME = re.compile(r"[0-9]{1,12}")
+
+# Event names and fields, per the "Event Webhook Reference"
+# (https://www.twilio.com/docs/sendgrid/for-developers/tracking-events/event):
+# every event has `email`, `event` and `timestamp`; a `bounce` has `type`, "bounce"
+# for a permanent failure or "blocked" for a temporary refusal that SendGrid lists
+# under Blocks and that may succeed later; a `dropped` has `reason`; events carry
+# `asm_group_id` when the message was sent with an unsubscribe group.
+_ALWAYS = {
+    "spamreport": "complained",
+    "unsubscribe": "unsubscribed",
+    "group_unsubscribe": "unsubscribed",
+}
+# SendGrid drops mail to an address already on one of its suppression lists, with
+# one of these reasons ("Drops", https://docs.sendgrid.com/glossary/drops). Other
+# reasons ("Invalid", "Spam Content", "Invalid SMTPAPI header", ...) say nothing
+# about whether the reader wants the digest.
+_DROPPED_BECAUSE = {
+    "bounced address": "bounced",
+    "unsubscribed address": "unsubscribed",
+    "spam reporting address": "complained",
+}
+
+
+class WebhookNotConfigured(ConfigError):
+    """No usable verification key: the webhook accepts nothing (HTTP 503)."""
+
+
+class SignatureRejected(DigestError):
+    """The request is not one SendGrid signed, or it was signed too long ago (HTTP 403)."""
+
+
+class MalformedEvents(InputError):
+    """A correctly signed body that is not a JSON array of events (HTTP 400)."""
+
+
+@dataclass
+class EventReport:
+    """What one webhook request held and what became of it."""
+
+    events: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)  # "bounce": 3, "delivered": 40, ...
+    suppressions: dict[str, int] = field(default_factory=dict)  # "bounced": 2, ...
+    new_suppressions: int = 0  # addresses suppressed by this request, not already before
+    ignored: int = 0
+    rejected: list[str] = field(default_factory=list)
+
+
+class Verifier:
+    """The newsroom's verification key, loaded once, checking each request's signature."""
+
+    def __init__(self, key: str) -> None:
+        # SendGrid shows the key as base64 DER; accept a pasted PEM block too.
+        body = "".join(
+            line.strip() for line in key.strip().splitlines() if not line.startswith("-----")
+        )
+        try:
+            webhook: EventWebhook | None = EventWebhook(body)
+        except (ValueError, TypeError, binascii.Error):
+            webhook = None
+        public_key = webhook.public_key if webhook else None
+        if webhook is None or not (
+            isinstance(public_key, ec.EllipticCurvePublicKey)
+            and isinstance(public_key.curve, ec.SECP256R1)
+        ):
+            # Never the key itself in the message: it reaches logs and HTTP answers.
+            raise WebhookNotConfigured(
+                f"{KEY_VARIABLE} is not an ECDSA P-256 public key; paste the Verification "
+                "Key SendGrid shows under Settings → Mail Settings → Event Webhook"
+            )
+        self._webhook = webhook
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Verifier:
+        key = env.get(KEY_VARIABLE, "").strip()
+        if not key:
+            raise WebhookNotConfigured(
+                f"{KEY_VARIABLE} is not set, so no SendGrid event can be verified; "
+                "see docs/sending.md (Signed event webhook)"
+            )
+        return cls(key)
+
+    def verify(
+        self, body: bytes, signature: str | None, timestamp: str | None, now: float | None = None
+    ) -> None:
+        """Raise SignatureRejected unless SendGrid signed exactly this body, recently."""
+        if not signature or not timestamp:
+            raise SignatureRejected(
+                f"unsigned request: no {SIGNATURE_HEADER} or {TIMESTAMP_HEADER} header"
+            )
+        if not _UNIX_TIME.fullmatch(timestamp):
+            raise SignatureRejected(f"{TIMESTAMP_HEADER} is not a Unix time")
+        age = (time.time() if now is None else now) - int(timestamp)
+        if age > MAX_AGE_SECONDS:
+            raise SignatureRejected(
+                f"signed {age:.0f} s ago, more than {MAX_AGE_SECONDS} s: a replay or a stale retry"
+            )
+        if -age > MAX_AHEAD_SECONDS:
+            raise SignatureRejected(
+                f"signed {-age:.0f} s in the future; check this machine's clock"
+            )
+        try:
+            # The helper signs text (timestamp + payload, encoded as UTF-8); SendGrid
+            # posts UTF-8 JSON, so a body that is not UTF-8 is not one it signed.
+            payload = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise SignatureRejected("bad signature (the body is not UTF-8)") from None
+        try:
+            good = self._webhook.verify_signature(payload, signature, timestamp)
+        except (ValueError, TypeError, binascii.Error):  # the signature is not base64 DER
+            good = False
+        if not good:
+            raise SignatureRejected("bad signature")
+
+
+def parse(body: bytes) -> list[Any]:
+    """The events of a request body: SendGrid posts a JSON array of objects."""
+    try:
+        events = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedEvents(f"the body is not JSON ({exc})") from None
+    if not isinstance(events, list):
+        raise MalformedEvents(f"the body is a JSON {type(events).__name__}, not an array of events")
+    return events
+
+
+def interpret(event: Mapping[str, Any], asm_group_id: int | None = None) -> str | None:
+    """The suppression an event calls for ("bounced", "complained", "unsubscribed"), or None.
+
+    With our own `asm_group_id`, a group_unsubscribe from another group of the same
+    SendGrid account (another newsletter) leaves the digest alone.
+    """
+    kind = event.get("event")
+    if kind == "bounce":
+        return "bounced" if event.get("type") == "bounce" else None
+    if kind == "dropped":
+        return _DROPPED_BECAUSE.get(str(event.get("reason", "")).strip().lower())
+    if kind == "group_unsubscribe" and asm_group_id is not None:
+        group = event.get("asm_group_id")
+        if group is not None and str(group) != str(asm_group_id):
+            return None
+    return _ALWAYS.get(str(kind))
+
+
+def apply(store: Store, events: list[Any], asm_group_id: int | None = None) -> EventReport:
+    """Suppress the addresses the events call for. A bad event is skipped and reported."""
+    report = EventReport(events=len(events))
+    kinds: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    for number, event in enumerate(events, 1):
+        if not isinstance(event, dict):
+            _reject(report, f"event {number}: not an object but {type(event).__name__}")
+            continue
+        kind = str(event.get("event") or "?")
+        kinds[kind] += 1
+        reason = interpret(event, asm_group_id)
+        if reason is None:
+            report.ignored += 1
+            continue
+        raw = event.get("email")
+        if not isinstance(raw, str) or not raw.strip():
+            _reject(report, f"event {number} ({kind}): no email")
+            continue
+        try:
+            email = normalise_email(raw)
+        except EmailNotValidError:
+            _reject(report, f"event {number} ({kind}): {raw[:100]!r} is not an e-mail address")
+            continue
+        reasons[reason] += 1
+        if store.suppress(email, reason, source=f"sendgrid:{kind}"):
+            report.new_suppressions += 1
+    report.kinds = dict(kinds)
+    report.suppressions = dict(reasons)
+    return report
+
+
+def _reject(report: EventReport, problem: str) -> None:
+    message = f"{problem}; skipped"
+    report.rejected.append(message)
+    log.warning("sendgrid webhook: %s", message)
+
+
+def receive(
+    store: Store,
+    verifier: Verifier,
+    body: bytes,
+    signature: str | None,
+    timestamp: str | None,
+    *,
+    asm_group_id: int | None = None,
+    now: float | None = None,
+) -> EventReport:
+    """One webhook request, start to end: verify, parse, suppress."""
+    verifier.verify(body, signature, timestamp, now)
+    report = apply(store, parse(body), asm_group_id)
+    log.info(
+        "sendgrid webhook: %d events, %d new suppressions, %d ignored, %d rejected",
+        report.events,
+        report.new_suppressions,
+        report.ignored,
+        len(report.rejected),
+    )
+    return report
