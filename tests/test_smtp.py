@@ -24,7 +24,7 @@ from digest import config, jobs
 from digest.config import Settings
 from digest.models import Batch, Recipient
 from digest.send.base import BatchRejected, Letter, SendStopped, TransientError
-from digest.send.smtp import SMTPBackend
+from digest.send.smtp import SMTPBackend, is_hard_bounce
 from digest.subscribers import verify_token
 
 USER, PASSWORD = "digest", "s3cret-password"
@@ -39,7 +39,8 @@ class Inbox:
     sessions: set[int] = field(default_factory=set)
     tls_sessions: set[int] = field(default_factory=set)
     authenticated: set[int] = field(default_factory=set)
-    refuse: set[str] = field(default_factory=set)  # 550 at RCPT
+    refuse: set[str] = field(default_factory=set)  # 550 5.1.1 at RCPT: no such user
+    block: set[str] = field(default_factory=set)  # 550 5.7.1 at RCPT: a policy refusal
     defer_once: set[str] = field(default_factory=set)  # 451 at RCPT, the first time
 
     async def handle_RCPT(
@@ -47,6 +48,8 @@ class Inbox:
     ) -> str:
         if address in self.refuse:
             return "550 5.1.1 no such user"
+        if address in self.block:
+            return "550 5.7.1 message refused by policy"
         if address in self.defer_once:
             self.defer_once.discard(address)
             return "451 4.3.0 try again later"
@@ -278,3 +281,48 @@ def test_a_whole_send_through_smtp(server: int, inbox: Inbox, tmp_path: Path) ->
     assert (result.state, result.sent, result.batches) == ("done", 9, 8)
     assert len(inbox.messages) == 9
     assert len({rcpt[0] for _s, rcpt, _m in inbox.messages}) == 9
+
+
+def test_an_address_that_does_not_exist_is_suppressed_a_policy_refusal_is_not(
+    server: int, inbox: Inbox, tmp_path: Path
+) -> None:
+    settings: Settings = config.load(
+        copy_newsroom(tmp_path),
+        env={"DIGEST_SECRET_KEY": SECRET, "DIGEST_SMTP_HOST": "127.0.0.1"},
+    )
+    settings = with_delivery(settings, smtp_port=server, smtp_security="none")
+    drafted(settings)
+    store = jobs.open_store(settings)
+    jobs.sync_subscribers(settings, store)
+    gone, blocked = "dana.kim@example.com", "isla.martin@example.com"
+    inbox.refuse, inbox.block = {gone}, {blocked}
+    result = jobs.send(settings, store, EDITION, backend="smtp")
+    assert result.state == "done"
+    assert len(inbox.messages) == 7
+    # 5.1.1 says the mailbox does not exist: never mailed again. 5.7.1 is policy.
+    assert store.suppressed([gone, blocked]) == {gone: "bounced"}
+    statuses = {s.email: s.status for s in store.iter_subscribers()}
+    assert (statuses[gone], statuses[blocked]) == ("bounced", "active")
+    refusals = " ".join(error for _n, error in store.refusals(result.send_id))
+    assert "5.1.1" in refusals and "5.7.1" in refusals
+    # The next import of the same spreadsheet does not bring the address back.
+    jobs.sync_subscribers(settings, store)
+    assert gone not in {r.email for r in store.deliverable_recipients()}
+    assert blocked in {r.email for r in store.deliverable_recipients()}
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("reply", "hard"),
+    [
+        ("550 5.1.1 <x@example.org>: Recipient address rejected: User unknown", True),
+        ("550 5.1.10 RESOLVER.ADR.RecipientNotFound; not found", True),
+        ("553 sorry, that domain isn't in my list of allowed rcpthosts", True),
+        ("551 User not local; please try <y@example.org>", True),
+        ("550 5.7.1 Service unavailable; client host blocked using Spamhaus", False),
+        ("550 Message rejected", False),
+        ("552 5.2.2 Mailbox full", False),
+    ],
+)
+def test_which_refusals_count_as_hard_bounces(reply: str, hard: bool) -> None:
+    assert is_hard_bounce(reply) is hard

@@ -122,6 +122,10 @@ class Letter:
 class PushResult:
     status: int = 0
     message_id: str = ""
+    #: Recipients the server refused for good, with its words; the rest were accepted.
+    refused: tuple[tuple[str, str], ...] = ()
+    #: Those of them whose address does not exist: the ledger suppresses them.
+    bounced: tuple[str, ...] = ()
 
 
 class Backend(Protocol):
@@ -159,11 +163,21 @@ class TransientError(SendError):
 
 
 class BatchRejected(SendError):
-    """The API refused this batch for good (400, 413): mark it failed, go on with the rest."""
+    """The API refused this batch for good (400, 413): mark it failed, go on with the rest.
 
-    def __init__(self, message: str, *, status: int = 0) -> None:
+    bounced: addresses the server said do not exist (SMTP), to be suppressed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 0,
+        bounced: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.bounced = bounced
 
 
 class SendStopped(SendError):

@@ -456,6 +456,7 @@ def _push_with_retries(
                 return state, "stopped while waiting to try again"
             continue
         except BatchRejected as exc:
+            _suppress_bounces(store, letter, exc.bounced)
             store.finish_batch(
                 batch.send_id,
                 batch.number,
@@ -475,12 +476,35 @@ def _push_with_retries(
                 batch.send_id, batch.number, "pending", response_code=exc.status or None
             )
             raise
+        reasons = dict(result.refused)
+        _suppress_bounces(
+            store, letter, tuple((email, reasons.get(email, "")) for email in result.bounced)
+        )
         store.finish_batch(
             batch.send_id,
             batch.number,
             "sent",
             response_code=result.status,
             message_id=result.message_id or None,
+            # Who the server refused, in its words: `digest sends` shows it.
+            error=_refusals(result.refused) or None,
             attempts=batch.attempts + tries + rate_limited - 1,
         )
         return "sent", ""
+
+
+def _refusals(refused: tuple[tuple[str, str], ...]) -> str:
+    if not refused:
+        return ""
+    listed = "; ".join(f"{email}: {reply}" for email, reply in refused[:5])
+    more = f"; and {len(refused) - 5} more" if len(refused) > 5 else ""
+    return f"{len(refused)} refused by the server: {listed}{more}"[:2000]
+
+
+def _suppress_bounces(store: Store, letter: Letter, bounced: tuple[tuple[str, str], ...]) -> None:
+    """Addresses the server said do not exist are never mailed again (a hard bounce)."""
+    if letter.test:  # an editor's test copy says nothing about the list
+        return
+    for email, reply in bounced:
+        if store.suppress(email, "bounced", source=f"smtp: {reply}"[:500]):
+            log.warning("%s does not exist (%s); suppressed as bounced", email, reply)

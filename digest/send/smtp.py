@@ -19,6 +19,7 @@ environment only.
 from __future__ import annotations
 
 import logging
+import re
 import smtplib
 import ssl
 import threading
@@ -35,6 +36,24 @@ log = logging.getLogger("digest.send.smtp")
 def _code_text(code: int, message: bytes | str) -> str:
     text = message.decode(errors="replace") if isinstance(message, bytes) else message
     return f"{code} {text}".strip()
+
+
+#: RFC 3463 enhanced status 5.1.x: "addressing status", a bad destination
+#: mailbox (5.1.1), system (5.1.2) or address syntax (5.1.3), moved (5.1.6), no
+#: mail accepted at the domain (5.1.10, RFC 7505 null MX).
+_BAD_ADDRESS = re.compile(r"(?:^|\s)5\.1\.\d{1,3}(?:\s|$)")
+
+
+def is_hard_bounce(reply: str) -> bool:
+    """Does this refusal say the address does not exist, so it never will take mail?
+
+    Only then is an address suppressed. A bare 550 is no proof: servers also use
+    it for policy and spam blocks (5.7.x), after which the address is fine. 551
+    (user not local) and 553 (mailbox name not allowed) say it of the address
+    (RFC 5321 4.2.3).
+    """
+    code = reply[:3]
+    return code in ("551", "553") or (code.startswith("5") and bool(_BAD_ADDRESS.search(reply[3:])))
 
 
 class SMTPBackend:
@@ -208,11 +227,13 @@ class SMTPBackend:
                 ) from None
             done.add(recipient.email)
         del progress[key]
+        bounced = tuple(email for email, reply in refused.items() if is_hard_bounce(reply))
         if refused and len(refused) == len(batch.recipients):
             first = next(iter(refused.items()))
             raise BatchRejected(
                 f"the SMTP server refused all {len(refused)} recipients of batch "
-                f"{batch.number} (first: {first[0]}: {first[1]})"
+                f"{batch.number} (first: {first[0]}: {first[1]})",
+                bounced=tuple((email, refused[email]) for email in bounced),
             )
         if refused:
             log.warning(
@@ -223,7 +244,9 @@ class SMTPBackend:
             )
         sent = len(batch.recipients) - len(refused)
         note = f"{sent} accepted" + (f", {len(refused)} refused" if refused else "")
-        return PushResult(status=250, message_id=note)
+        return PushResult(
+            status=250, message_id=note, refused=tuple(refused.items()), bounced=bounced
+        )
 
     def flush(self) -> None:
         return None
