@@ -454,3 +454,30 @@ def test_digest_web_serves_until_sigterm(newsroom: Path) -> None:
     assert "Application shutdown complete" in err
     assert "base_url http://localhost:8000 is not https://" in err
     assert "SENDGRID_WEBHOOK_VERIFICATION_KEY is not set" in err
+
+
+# -- the "View in browser" link ---------------------------------------------------------
+
+
+def test_view_in_browser_shows_a_sent_edition_and_no_draft(
+    site: str, settings: Settings, store: Store
+) -> None:
+    from datetime import date
+
+    from digest import jobs
+
+    jobs.collect(settings, store)
+    edition = jobs.draft(settings, store, date(2025, 12, 5))
+    url = f"{site}/editions/{edition.name}"
+    draft = httpx.get(url)
+    assert draft.status_code == 404 and edition.lead is not None
+    assert edition.lead.story.title not in draft.text  # a draft is not public
+    jobs.send(settings, store, edition.name)
+    sent = httpx.get(url)
+    assert sent.status_code == 200
+    assert edition.lead.story.title in sent.text
+    assert "%%" not in sent.text and "Good morning." in sent.text
+    assert "img-src https:" in sent.headers["content-security-policy"]
+    assert "script" not in sent.headers["content-security-policy"]
+    assert httpx.get(f"{site}/editions/../../etc/passwd").status_code == 404
+    assert httpx.get(f"{site}/editions/2099-01-01").status_code == 404
