@@ -529,10 +529,28 @@ def subscribers_import(
     config_path: ConfigOption = Path("digest.toml"),
 ) -> None:
     """Add or update subscribers from a CSV. Never resubscribes anyone who left."""
-    from digest.subscribers import import_csv
+    from digest.subscribers import ImportReport, import_csv
 
-    with _session(config_path) as (_settings, store):
-        r = import_csv(store, file)
+    size = file.stat().st_size if file.is_file() else 0
+    columns = (
+        TextColumn("[bold]importing[/bold]"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rows]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with (
+        _session(config_path) as (_settings, store),
+        Progress(*columns, console=err, disable=not err.is_terminal) as bar,
+    ):
+        task = bar.add_task("import", total=size or None, rows="")
+
+        def on_progress(report: ImportReport) -> None:
+            bar.update(task, completed=report.bytes_read, rows=f"{report.read:,} rows")
+
+        r = import_csv(store, file, on_progress=on_progress)
+        bar.update(task, completed=size, rows=f"{r.read:,} rows")
         console.print(
             f"{r.read:,} rows: {r.added:,} added, {r.updated:,} updated, "
             f"{len(r.rejected):,} rejected, {r.duplicates:,} duplicates, "

@@ -42,6 +42,7 @@ class ImportReport:
     kept_out: int = 0  # asked to be active, but the address had left: not resubscribed
     duplicates: int = 0
     rejected: list[str] = field(default_factory=list)
+    bytes_read: int = 0  # how far into the file the reading is, for a progress bar
 
 
 # email-validator takes about 45 µs an address (it checks Unicode and IDNA rules),
@@ -112,9 +113,12 @@ def read_csv(path: Path, report: ImportReport) -> Iterator[tuple[int, Subscriber
         if not reader.fieldnames or "email" not in [f.strip().lower() for f in reader.fieldnames]:
             raise InputError(f"{path}: line 1: no 'email' column; the header must name one")
         reader.fieldnames = [f.strip().lower() for f in reader.fieldnames]
+        binary = handle.buffer
         for row in reader:
             line = reader.line_num
             report.read += 1
+            if report.read % 1000 == 0:
+                report.bytes_read = binary.tell()
             raw = (row.get("email") or "").strip()
             try:
                 email = normalise_email(raw)
@@ -149,12 +153,18 @@ def _reject(report: ImportReport, problem: str) -> None:
     log.warning("%s", message)
 
 
-def import_csv(store: Store, path: Path, chunk: int = 5000) -> ImportReport:
+def import_csv(
+    store: Store,
+    path: Path,
+    chunk: int = 5000,
+    on_progress: Callable[[ImportReport], None] | None = None,
+) -> ImportReport:
     """Add or update subscribers from a CSV. Never reactivates anyone who left.
 
     The first row for an address wins; later ones are counted as duplicates. The
     file is read as a stream and written in chunks, and repeats are found through
     the store (see Store.import_subscribers), so memory does not grow with the file.
+    on_progress: called after each chunk is written, with the report so far.
     """
     report = ImportReport()
     stamp = now()
@@ -167,6 +177,8 @@ def import_csv(store: Store, path: Path, chunk: int = 5000) -> ImportReport:
         if len(pending) >= chunk:
             _flush(store, pending, report, stamp, path)
             pending = {}
+            if on_progress:
+                on_progress(report)
     _flush(store, pending, report, stamp, path)
     return report
 

@@ -162,3 +162,18 @@ def test_export_defuses_spreadsheet_formulas(store: Store, tmp_path: Path, dange
         (_header, row) = list(csv.reader(handle))
     assert row[1] == "'" + dangerous and row[4] == "'" + dangerous
     assert row[0] == "a@example.org"  # safe cells stay as they were
+
+
+def test_a_long_import_reports_its_progress(tmp_path: Path, store: Store) -> None:
+    path = tmp_path / "big.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["email", "name", "sections"])
+        for i in range(12_000):
+            writer.writerow([f"reader{i:05d}@example.org", f"Reader {i}", "News"])
+    seen: list[tuple[int, int]] = []
+    report = import_csv(store, path, on_progress=lambda r: seen.append((r.read, r.bytes_read)))
+    assert report.added == 12_000
+    # After each chunk of 5,000 written: rows and bytes only go forward, within the file.
+    assert [rows for rows, _ in seen] == [5_000, 10_000]
+    assert 0 < seen[0][1] < seen[1][1] <= path.stat().st_size
