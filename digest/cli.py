@@ -551,11 +551,11 @@ def subscribers_import(
 
         r = import_csv(store, file, on_progress=on_progress)
         bar.update(task, completed=size, rows=f"{r.read:,} rows")
-        console.print(
-            f"{r.read:,} rows: {r.added:,} added, {r.updated:,} updated, "
-            f"{len(r.rejected):,} rejected, {r.duplicates:,} duplicates, "
-            f"{r.kept_out:,} had left and stay unsubscribed"
-        )
+    console.print(
+        f"{r.read:,} rows: {r.added:,} added, {r.updated:,} updated, "
+        f"{len(r.rejected):,} rejected, {r.duplicates:,} duplicates, "
+        f"{r.kept_out:,} had left and stay unsubscribed"
+    )
 
 
 @subscribers_app.command("export")
