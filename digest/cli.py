@@ -261,6 +261,11 @@ def run(config_path: ConfigOption = Path("digest.toml"), day: DateOption = None)
         e = summary.edition
         console.print(
             f"edition: lead + {len(e.more)} more in news + {len(e.most_read) or 'no'} most read"
+            + (
+                f"; {summary.copies} copies, one per section preference"
+                if summary.copies > 1
+                else ""
+            )
         )
         _print_send(summary.send)
         console.print(f"html: {summary.html_path}")

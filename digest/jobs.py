@@ -435,6 +435,7 @@ class RunSummary:
     send: SendReport
     outbox: Path | None = None
     warnings: list[str] = field(default_factory=list)
+    copies: int = 1  # copies of the edition the send mailed: one per section preference
 
 
 def run(
@@ -468,7 +469,9 @@ def run(
     outbox = None
     if result.backend == "outbox":
         outbox = settings.delivery.outbox_dir / edition.name
+    copies = {rank.variant_key(edition, s) for s in store.send_sections(result.send_id)}
     return RunSummary(
+        copies=len(copies) or 1,
         edition=edition,
         collected=collected,
         subscribers=imported,

@@ -28,6 +28,7 @@ def test_run_end_to_end_then_again(newsroom: Path) -> None:
     assert first.returncode == 0, first.stderr
     assert "Edition 2025-12-05" in first.stdout
     assert "9 of 9 recipients sent (9 now)" in first.stdout
+    assert "7 copies, one per section preference" in first.stdout
     assert f"outbox: {newsroom / 'var' / 'outbox' / '2025-12-05'}" in first.stdout
     assert len(list((newsroom / "var/outbox/2025-12-05").glob("*.eml"))) == 9
     assert (newsroom / "var/editions/2025-12-05.html").exists()
