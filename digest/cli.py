@@ -215,7 +215,8 @@ def _print_send(result: SendReport) -> None:
     console.print(
         f"send {result.edition} via {result.backend}: {result.state}; "
         f"{result.sent:,} of {result.recipients:,} recipients sent "
-        f"({result.sent_now:,} now) in {result.batches:,} batches",
+        f"({result.sent_now:,} now) in {result.batches:,} "
+        f"{'batch' if result.batches == 1 else 'batches'}",
         highlight=False,
     )
     if result.in_doubt:
