@@ -211,6 +211,10 @@ def _stop_on_signal() -> Iterator[threading.Event]:
             signal.signal(s, h)
 
 
+def _size(count: int) -> str:
+    return f"{count / 1e6:,.1f} MB" if count >= 1e6 else f"{count / 1e3:,.0f} KB"
+
+
 def _print_send(result: SendReport) -> None:
     console.print(
         f"send {result.edition} via {result.backend}: {result.state}; "
@@ -367,8 +371,8 @@ def send(
         if dry_run:
             d = jobs.dry_run(settings, store, edition, backend)
             requests = (
-                f"; {d.backend} requests up to {d.largest_request / 1e6:.1f} MB, "
-                f"{d.request_bytes / 1e6:,.1f} MB in all"
+                f"; {d.backend} requests up to {_size(d.largest_request)}, "
+                f"{_size(d.request_bytes)} in all"
                 if d.largest_request
                 else ""
             )
