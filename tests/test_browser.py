@@ -13,6 +13,7 @@ from conftest import need
 
 from digest import jobs
 from digest.config import Settings
+from digest.store import Store
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
 # Chromium's own update and sync traffic is refused on a closed network; keep it quiet.
@@ -77,3 +78,32 @@ def test_email_reads_well_at_phone_and_desktop_width(
     page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
     assert (tmp_path / f"{name}.png").stat().st_size > 10_000
     page.close()
+
+
+@pytest.mark.parametrize("width", [375, 1024])
+def test_a_reader_unsubscribes_in_the_browser(
+    browser: Any, settings: Settings, store: Store, width: int
+) -> None:
+    """The footer link as a reader follows it: a page that fits, a button that works."""
+    from test_web import serving
+
+    from digest.models import Subscriber
+    from digest.subscribers import unsubscribe_token
+    from digest.web import create_app
+
+    reader = "ana.lopez@example.com"
+    store.upsert_subscribers([Subscriber(reader, "Ana Lopez")])
+    with serving(create_app(settings, store)) as site:
+        page = browser.new_page(viewport={"width": width, "height": 800})
+        page.goto(f"{site}/unsubscribe/{unsubscribe_token(settings.secret_key, reader)}")
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        assert "Unsubscribe from the daily digest?" in page.locator("h1").inner_text()
+        assert store.suppressed([reader]) == {}  # opening the page changed nothing
+        button = page.get_by_role("button", name="Unsubscribe")
+        assert button.is_visible()
+        button.click()
+        page.wait_for_load_state()
+        assert page.locator("h1").inner_text() == "You are unsubscribed"
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        page.close()
+    assert store.suppressed([reader]) == {reader: "unsubscribed"}
