@@ -322,7 +322,7 @@ def test_webhook_refuses_what_sendgrid_did_not_sign(
 
     tampered = body.replace(READER.encode(), b"someone.else@example.org")
     forged = SendGridKey().headers(body)  # a key SendGrid never showed us
-    stale = sendgrid_key.headers(body, timestamp=int(time.time()) - 3600)  # a replay
+    stale = sendgrid_key.headers(body, timestamp=int(time.time()) - 26 * 3600)  # a replay
     ahead = sendgrid_key.headers(body, timestamp=int(time.time()) + 3600)
     for content, headers, why in (
         (tampered, signed, "bad signature"),
@@ -481,3 +481,15 @@ def test_view_in_browser_shows_a_sent_edition_and_no_draft(
     assert "script" not in sent.headers["content-security-policy"]
     assert httpx.get(f"{site}/editions/../../etc/passwd").status_code == 404
     assert httpx.get(f"{site}/editions/2099-01-01").status_code == 404
+
+
+def test_webhook_takes_a_retry_signed_hours_ago(
+    site: str, store: Store, sendgrid_key: SendGridKey
+) -> None:
+    """SendGrid retries for up to 24 hours: the bounces of an outage are not lost."""
+    store.upsert_subscribers([Subscriber("gone@example.org")])
+    body = events_for({"email": "gone@example.org", "event": "bounce", "type": "bounce"})
+    signed_earlier = sendgrid_key.headers(body, timestamp=int(time.time()) - 6 * 3600)
+    answer = httpx.post(f"{site}/webhooks/sendgrid", content=body, headers=signed_earlier)
+    assert answer.status_code == 200, answer.text
+    assert statuses(store)["gone@example.org"] == "bounced"

@@ -38,10 +38,14 @@ KEY_VARIABLE = "SENDGRID_WEBHOOK_VERIFICATION_KEY"
 SIGNATURE_HEADER = EventWebhookHeader.SIGNATURE  # X-Twilio-Email-Event-Webhook-Signature
 TIMESTAMP_HEADER = EventWebhookHeader.TIMESTAMP  # X-Twilio-Email-Event-Webhook-Timestamp
 
-#: A signed request is good for this long after SendGrid signed it. The signature
-#: covers the timestamp, so an old request captured on the way cannot be replayed
-#: later with a fresh one.
-MAX_AGE_SECONDS = 10 * 60
+#: A signed request is good for this long after SendGrid signed it. SendGrid retries
+#: a POST that got no 2xx "for up to 24 hours after the event occurs" ("Troubleshooting
+#: the Event Webhook", https://docs.sendgrid.com/for-developers/tracking-events/troubleshooting),
+#: and a retry may carry its first signature: a shorter window would lose the bounces
+#: of any outage longer than it. Replaying a captured request within the window
+#: does no harm: suppressing an address twice changes nothing. The signature covers
+#: the timestamp, so an old capture cannot be given a fresh one.
+MAX_AGE_SECONDS = 25 * 3600
 #: How far ahead of our clock a timestamp may be: clocks drift, but not by hours.
 MAX_AHEAD_SECONDS = 5 * 60
 _UNIX_TIME = re.compile(r"[0-9]{1,12}")
