@@ -49,3 +49,12 @@ def test_ledger_claims_in_order_and_records_states(store: Store) -> None:
     assert store.batch_states(send_id) == {"sent": (1, 3), "failed": (1, 3), "pending": (2, 6)}
     assert store.requeue_batches(send_id, ["failed"]) == 3
     assert store.batch_states(send_id)["pending"] == (3, 9)
+
+
+def test_the_first_suppression_reason_stands(store: Store) -> None:
+    store.upsert_subscribers([Subscriber("reader@example.org", "Reader")])
+    assert store.suppress("Reader@Example.org", "unsubscribed", source="one-click") is True
+    # A bounce event arriving later changes neither the suppression nor the status.
+    assert store.suppress("reader@example.org", "bounced", source="sendgrid:bounce") is False
+    assert store.suppressed(["reader@example.org"]) == {"reader@example.org": "unsubscribed"}
+    assert [s.status for s in store.iter_subscribers()] == ["unsubscribed"]
