@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -55,7 +55,6 @@ DateOption = Annotated[
     str | None,
     typer.Option("--date", help="The edition's local date, YYYY-MM-DD (default: today there)."),
 ]
-T = TypeVar("T")
 
 
 class _OneLine(logging.Formatter):
@@ -668,27 +667,20 @@ def schedule(
     One `digest schedule` per database is active; any other waits as a standby and
     takes over when the active one stops. SIGTERM or Ctrl-C stops cleanly.
     """
-    from rich.markup import escape
+    from datetime import UTC, datetime
 
     from digest import schedule as scheduling
-    from digest.errors import ConfigError
 
+    if next_count is not None and next_count < 1:
+        _error("--next must be 1 or more")
+        raise typer.Exit(2)
     with _session(config_path) as (settings, store):
-        try:
-            scheduling.cli_main(
-                settings,
-                store,
-                next_count=next_count,
-                console=console,
-                standby_interval=standby_interval,
-            )
-        except ConfigError as exc:
-            # One line, however long: rich would wrap it at 80 columns off a terminal.
-            err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
-
-
-# -- end scheduling ----------------------------------------------------------------
+        plan = scheduling.load(settings.cron_file, settings)
+        if next_count is not None:
+            for line in scheduling.describe_upcoming(plan, next_count, datetime.now(UTC)):
+                console.print(line, markup=False)
+            return
+        scheduling.run(settings, store, plan, standby_interval=standby_interval)
 
 
 def main() -> None:

@@ -43,7 +43,6 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
-from rich.console import Console
 from sqlalchemy.engine import Connection
 
 from digest import jobs
@@ -347,8 +346,14 @@ class Schedule:
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.time_zone)
 
+    def find(self, name: str) -> CronJob | None:
+        return next((j for j in self.jobs if j.name == name), None)
+
     def job(self, name: str) -> CronJob:
-        return next(j for j in self.jobs if j.name == name)
+        found = self.find(name)
+        if found is None:
+            raise KeyError(f"no job {name!r} in {self.path}")
+        return found
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -434,6 +439,16 @@ def load(path: Path, settings: Settings) -> Schedule:
     loaded = tuple(
         _load_job(path, name, entry, zone, test_seconds) for name, entry in entries.items()
     )
+    if time_zone != settings.newsroom.time_zone:
+        log.warning(
+            "%s: time_zone %s differs from digest.toml's %s; jobs fire in %s, "
+            "editions are named by the date in %s",
+            path,
+            time_zone,
+            settings.newsroom.time_zone,
+            time_zone,
+            settings.newsroom.time_zone,
+        )
     return Schedule(
         path=path,
         time_zone=time_zone,
@@ -815,10 +830,10 @@ class Runner:
                 due.append((latest, order, job, f"resuming the run left {last.state}"))
         resumed = {(job.name, fire_time) for fire_time, _, job, _ in due}
         for row in interrupted:
-            known = [j for j in self.schedule.jobs if j.name == row.job]
-            if known and known[0].sends and (row.job, row.fire_time) not in resumed:
+            known = self.schedule.find(row.job)
+            if known and known.sends and (row.job, row.fire_time) not in resumed:
                 self._alert(
-                    known[0],
+                    known,
                     row.fire_time,
                     "interrupted",
                     f"scheduler {row.holder} stopped while this ran; a later fire time "
@@ -835,7 +850,7 @@ class Runner:
 
     def on_max_instances(self, event: JobSubmissionEvent) -> None:
         """APScheduler skipped a fire time because the job's previous run is still going."""
-        job = next((j for j in self.schedule.jobs if j.name == event.job_id), None)
+        job = self.schedule.find(event.job_id)
         if job is None or not event.scheduled_run_times:
             return
         fire_time = event.scheduled_run_times[-1]
@@ -900,6 +915,11 @@ class Lease(Protocol):
     def holder(self) -> str: ...
 
 
+def _lease_holder(store: Store) -> str:
+    row = store.lease(LEASE_NAME)
+    return f"{row.holder} (active since {row.acquired_at:%Y-%m-%d %H:%M:%S} UTC)" if row else "?"
+
+
 class RowLease:
     """SQLite: a row with a holder and an expiry, renewed by heartbeat.
 
@@ -931,10 +951,7 @@ class RowLease:
             self.store.release_lease(LEASE_NAME, self.me)
 
     def holder(self) -> str:
-        row = self.store.lease(LEASE_NAME)
-        return (
-            f"{row.holder} (active since {row.acquired_at:%Y-%m-%d %H:%M:%S} UTC)" if row else "?"
-        )
+        return _lease_holder(self.store)
 
 
 class AdvisoryLease:
@@ -984,10 +1001,7 @@ class AdvisoryLease:
         self._drop()
 
     def holder(self) -> str:
-        row = self.store.lease(LEASE_NAME)
-        return (
-            f"{row.holder} (active since {row.acquired_at:%Y-%m-%d %H:%M:%S} UTC)" if row else "?"
-        )
+        return _lease_holder(self.store)
 
     def _drop(self) -> None:
         if self._conn is not None:
@@ -1122,32 +1136,14 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def cli_main(
+def run(
     settings: Settings,
     store: Store,
+    schedule: Schedule,
     *,
-    next_count: int | None = None,
-    console: Console,
     standby_interval: float | None = None,
 ) -> None:
-    """`digest schedule`: print the next fire times, or run as active scheduler or standby."""
-    schedule = load(settings.cron_file, settings)
-    if schedule.time_zone != settings.newsroom.time_zone:
-        log.warning(
-            "%s: time_zone %s differs from digest.toml's %s; jobs fire in %s, "
-            "editions are named by the date in %s",
-            schedule.path,
-            schedule.time_zone,
-            settings.newsroom.time_zone,
-            schedule.time_zone,
-            settings.newsroom.time_zone,
-        )
-    if next_count is not None:
-        if next_count < 1:
-            raise ConfigError("--next must be 1 or more")
-        for line in describe_upcoming(schedule, next_count, datetime.now(UTC)):
-            console.print(line, highlight=False, markup=False, soft_wrap=True)
-        return
+    """`digest schedule`: run as the active scheduler or a standby until SIGTERM/SIGINT."""
     if standby_interval is not None and standby_interval < MIN_STANDBY_INTERVAL:
         raise ConfigError(f"--standby-interval must be at least {MIN_STANDBY_INTERVAL:g} seconds")
     # APScheduler's own warnings (a job still running at its next fire time, say) go
