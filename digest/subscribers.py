@@ -322,12 +322,9 @@ def left_already(store: Store, email: str) -> str | None:
 def unsubscribe(store: Store, email: str, source: str) -> Unsubscribed:
     """Suppress an address for good; asking again changes nothing.
 
-    An address that left earlier keeps its first reason: a reader who bounced and
-    then clicks unsubscribe stays recorded as bounced.
+    An address that left earlier keeps its first reason (Store.suppress): a reader
+    who bounced and then clicks unsubscribe stays recorded as bounced.
     """
-    earlier = left_already(store, email)
-    if earlier is not None:
-        return Unsubscribed(email.lower(), earlier, now=False)
     added = store.suppress(email, "unsubscribed", source=source)
     return Unsubscribed(email.lower(), left_already(store, email) or "unsubscribed", now=added)
 

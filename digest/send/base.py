@@ -124,8 +124,9 @@ class PushResult:
     message_id: str = ""
     #: Recipients the server refused for good, with its words; the rest were accepted.
     refused: tuple[tuple[str, str], ...] = ()
-    #: Those of them whose address does not exist: the ledger suppresses them.
-    bounced: tuple[str, ...] = ()
+    #: Those of them whose address does not exist, with its words: the ledger
+    #: suppresses them.
+    bounced: tuple[tuple[str, str], ...] = ()
 
 
 class Backend(Protocol):

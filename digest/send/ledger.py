@@ -456,7 +456,7 @@ def _push_with_retries(
                 return state, "stopped while waiting to try again"
             continue
         except BatchRejected as exc:
-            _suppress_bounces(store, letter, exc.bounced)
+            _suppress_bounces(store, backend.name, exc.bounced)
             store.finish_batch(
                 batch.send_id,
                 batch.number,
@@ -476,10 +476,7 @@ def _push_with_retries(
                 batch.send_id, batch.number, "pending", response_code=exc.status or None
             )
             raise
-        reasons = dict(result.refused)
-        _suppress_bounces(
-            store, letter, tuple((email, reasons.get(email, "")) for email in result.bounced)
-        )
+        _suppress_bounces(store, backend.name, result.bounced)
         store.finish_batch(
             batch.send_id,
             batch.number,
@@ -501,10 +498,11 @@ def _refusals(refused: tuple[tuple[str, str], ...]) -> str:
     return f"{len(refused)} refused by the server: {listed}{more}"[:2000]
 
 
-def _suppress_bounces(store: Store, letter: Letter, bounced: tuple[tuple[str, str], ...]) -> None:
-    """Addresses the server said do not exist are never mailed again (a hard bounce)."""
-    if letter.test:  # an editor's test copy says nothing about the list
-        return
+def _suppress_bounces(store: Store, via: str, bounced: tuple[tuple[str, str], ...]) -> None:
+    """Addresses the server said do not exist are never mailed again (a hard bounce).
+
+    Only sends go through the ledger; an editor's test copy (jobs.send_test) does not.
+    """
     for email, reply in bounced:
-        if store.suppress(email, "bounced", source=f"smtp: {reply}"[:500]):
+        if store.suppress(email, "bounced", source=f"{via}: {reply}"[:500]):
             log.warning("%s does not exist (%s); suppressed as bounced", email, reply)

@@ -227,13 +227,13 @@ class SMTPBackend:
                 ) from None
             done.add(recipient.email)
         del progress[key]
-        bounced = tuple(email for email, reply in refused.items() if is_hard_bounce(reply))
+        bounced = tuple((email, reply) for email, reply in refused.items() if is_hard_bounce(reply))
         if refused and len(refused) == len(batch.recipients):
             first = next(iter(refused.items()))
             raise BatchRejected(
                 f"the SMTP server refused all {len(refused)} recipients of batch "
                 f"{batch.number} (first: {first[0]}: {first[1]})",
-                bounced=tuple((email, refused[email]) for email in bounced),
+                bounced=bounced,
             )
         if refused:
             log.warning(
