@@ -186,6 +186,23 @@ def preview_values(settings: Settings) -> dict[str, str]:
     }
 
 
+def sent_copy(settings: Settings, store: Store, name: str) -> str | None:
+    """The whole edition's HTML as it went out, for the emails' "View in browser" link.
+
+    None until the edition has a send: a draft is the newsroom's until it is sent.
+    The reader's own values are filled as for a preview (preview_values).
+    """
+    if store.get_send(name) is None:
+        return None
+    stored = store.load_render(name, "")
+    if stored is None:
+        return None
+    html = stored[1].html
+    for token, value in preview_values(settings).items():
+        html = html.replace(token, value)
+    return html
+
+
 def write_edition(
     settings: Settings, rendered: RenderedEdition, out_dir: Path
 ) -> tuple[Path, Path]:

@@ -27,7 +27,6 @@ from starlette.routing import Route
 
 from digest import jobs
 from digest.config import DEFAULT_TEMPLATES, Settings
-from digest.models import RenderedEdition
 from digest.send import sendgrid_events
 from digest.send.sendgrid_events import (
     MalformedEvents,
@@ -65,17 +64,6 @@ _EDITION_HEADERS = {
     ),
 }
 _HEX_COLOR = re.compile(r"#[0-9a-fA-F]{3,8}")
-
-
-_EDITION_NAME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-
-
-def _sent_copy(store: Store, name: str) -> RenderedEdition | None:
-    """The whole edition as it went out, if it has been sent (or is being sent)."""
-    if store.get_send(name) is None:
-        return None
-    stored = store.load_render(name, "")
-    return stored[1] if stored else None
 
 
 class _Pages:
@@ -181,15 +169,9 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     async def edition(request: Request) -> Response:
         # The "View in browser" link of every email. Only an edition that has gone
         # out (it has a send) is public: a draft is the newsroom's until it is sent.
-        name = request.path_params["name"]
-        copy = None
-        if _EDITION_NAME.fullmatch(name):
-            copy = await run_in_threadpool(_sent_copy, db, name)
-        if copy is None:
+        html = await run_in_threadpool(jobs.sent_copy, settings, db, request.path_params["name"])
+        if html is None:
             return pages.render("edition_missing.html.j2", status=404)
-        html = copy.html
-        for token, value in jobs.preview_values(settings).items():
-            html = html.replace(token, value)
         return HTMLResponse(html, headers=_EDITION_HEADERS)
 
     async def sendgrid_webhook(request: Request) -> Response:
