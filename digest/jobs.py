@@ -131,12 +131,16 @@ def rendered_copies(
     them as they are, so a resumed send or another worker mails the same thing
     even if the templates changed since.
     """
-    fingerprint = render_fingerprint(settings, edition)
+    fingerprint = ""  # read the templates only if a copy needs checking
     copies: dict[str, RenderedEdition] = {}
     for key in sorted(set(variants)):
-        made_of = hashlib.blake2b(f"{fingerprint}|{key}".encode(), digest_size=16).hexdigest()
         stored = store.load_render(edition.name, key)
-        if stored is not None and (keep or stored[0] == made_of):
+        if stored is not None and keep:
+            copies[key] = stored[1]
+            continue
+        fingerprint = fingerprint or render_fingerprint(settings, edition)
+        made_of = hashlib.blake2b(f"{fingerprint}|{key}".encode(), digest_size=16).hexdigest()
+        if stored is not None and stored[0] == made_of:
             copies[key] = stored[1]
             continue
         from digest import render
