@@ -17,13 +17,11 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from measure import ROOT, run_digest, sample_newsroom
 
 
 def make_csv(path: Path, rows: int) -> None:
@@ -50,37 +48,15 @@ def make_csv(path: Path, rows: int) -> None:
             )
 
 
-def newsroom(folder: Path) -> Path:
-    shutil.copytree(ROOT / "examples" / "sample-newsroom", folder / "examples" / "sample-newsroom")
-    shutil.copy(ROOT / "digest.toml", folder / "digest.toml")
-    return folder / "digest.toml"
-
-
 def run_once(csv_path: Path, work: Path) -> tuple[float, float, str]:
     folder = Path(tempfile.mkdtemp(dir=work))
-    config = newsroom(folder)
+    config = sample_newsroom(folder)
     env = {**os.environ, "DIGEST_DATABASE_URL": f"sqlite:///{folder / 'digest.db'}"}
-    digest = ROOT / ".venv" / "bin" / "digest"
     # Create the schema first so the timing is the import alone.
-    subprocess.run(
-        [digest, "subscribers", "list", "-c", config], env=env, check=True, capture_output=True
-    )
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        [digest, "subscribers", "import", str(csv_path), "-c", config],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    # wait4 gives this child's own peak RSS (Linux: kilobytes).
-    _pid, status, usage = os.wait4(process.pid, 0)
-    elapsed = time.perf_counter() - started
-    summary = process.stdout.read().strip() if process.stdout else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"digest subscribers import failed: {summary}")
+    run_digest("subscribers", "list", "-c", config, env=env)
+    measured = run_digest("subscribers", "import", csv_path, "-c", config, env=env)
     shutil.rmtree(folder)
-    return elapsed, usage.ru_maxrss / 1024, summary
+    return measured.seconds, measured.peak_mb, measured.stdout
 
 
 def main() -> None:

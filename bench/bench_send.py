@@ -21,15 +21,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from measure import ROOT, run_digest, sample_newsroom
 
-from digest import config, jobs  # noqa: E402
-from digest.models import Subscriber  # noqa: E402
+from digest import config, jobs
+from digest.models import Subscriber
 
 DAY = date(2025, 12, 5)
 KEY = "SG.bench-key"
@@ -37,15 +35,14 @@ KEY = "SG.bench-key"
 
 def newsroom(folder: Path, recipients: int) -> tuple[Path, dict[str, str]]:
     """A sample newsroom with an edition drafted and `recipients` active subscribers."""
-    shutil.copytree(ROOT / "examples" / "sample-newsroom", folder / "examples" / "sample-newsroom")
-    shutil.copy(ROOT / "digest.toml", folder / "digest.toml")
+    config_path = sample_newsroom(folder)
     env = {
         **os.environ,
         "DIGEST_DATABASE_URL": f"sqlite:///{folder / 'digest.db'}",
         "DIGEST_SECRET_KEY": "bench-secret",
         "SENDGRID_API_KEY": KEY,
     }
-    settings = config.load(folder / "digest.toml", env=env)
+    settings = config.load(config_path, env=env)
     store = jobs.open_store(settings)
     jobs.collect(settings, store)
     jobs.draft(settings, store, DAY)
@@ -58,7 +55,7 @@ def newsroom(folder: Path, recipients: int) -> tuple[Path, dict[str, str]]:
             ]
         )
     store.close()
-    return folder / "digest.toml", env
+    return config_path, env
 
 
 def fake_server() -> tuple[subprocess.Popen[str], str]:
@@ -79,29 +76,9 @@ def run_once(recipients: int, work: Path) -> tuple[float, float]:
     server, url = fake_server()
     env["SENDGRID_API_HOST"] = url
     try:
-        started = time.perf_counter()
-        send = subprocess.Popen(
-            [
-                ROOT / ".venv" / "bin" / "digest",
-                "send",
-                DAY.isoformat(),
-                "--backend",
-                "sendgrid",
-                "-c",
-                config_path,
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        measured = run_digest(
+            "send", DAY.isoformat(), "--backend", "sendgrid", "-c", config_path, env=env
         )
-        # wait4 gives this child's own peak RSS (Linux: kilobytes).
-        _pid, status, usage = os.wait4(send.pid, 0)
-        elapsed = time.perf_counter() - started
-        out = (send.stdout.read() if send.stdout else "").strip()
-        if os.waitstatus_to_exitcode(status) != 0:
-            err = send.stderr.read() if send.stderr else ""
-            raise SystemExit(f"digest send failed:\n{out}\n{err}")
     finally:
         server.terminate()
         _, server_err = server.communicate()
@@ -109,7 +86,7 @@ def run_once(recipients: int, work: Path) -> tuple[float, float]:
     delivered = int(server_err.strip().rsplit(" ", 1)[-1])
     if delivered != recipients:
         raise SystemExit(f"the server got {delivered:,} recipients, not {recipients:,}")
-    return elapsed, usage.ru_maxrss / 1024
+    return measured.seconds, measured.peak_mb
 
 
 def main() -> None:
