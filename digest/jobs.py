@@ -22,8 +22,8 @@ from digest import rank
 from digest.collect import CollectResult, collect_all
 from digest.config import Settings
 from digest.errors import NotFoundError, SendError
-from digest.models import Batch, Edition, Recipient, RenderedEdition
-from digest.send import letter_for, make_backend
+from digest.models import Batch, Edition, RenderedEdition
+from digest.send import letter_for, make_backend, send_now
 from digest.send.base import Backend, Letter
 from digest.send.ledger import (
     ACTIVE_STATES,
@@ -280,15 +280,9 @@ def send_test(
     backend: str | None = None,
 ) -> int:
     """Send the draft to editors with a [TEST] subject. Nothing is recorded against the edition."""
-    rendered = render_edition(settings, store, name)
-    letter = letter_for(settings, rendered, test=True)
-    recipients = [Recipient(normalise_email(a)) for a in addresses]
-    mailer = make_backend(settings, backend)
-    try:
-        mailer.push(letter, Batch(send_id=0, number=0, recipients=recipients))
-        mailer.flush()
-    finally:
-        mailer.close()
+    letter = letter_for(settings, render_edition(settings, store, name), test=True)
+    recipients = [normalise_email(a) for a in addresses]
+    send_now(settings, letter, recipients, backend)
     return len(recipients)
 
 

@@ -48,8 +48,7 @@ from sqlalchemy.engine import Connection
 from digest import jobs
 from digest.config import Settings
 from digest.errors import ConfigError, DigestError, InputError, SendError
-from digest.models import Batch, Recipient
-from digest.send import make_backend, notice_for
+from digest.send import notice_for, send_now
 from digest.send.ledger import SendReport
 from digest.store import Store
 
@@ -584,20 +583,8 @@ def mail_operators(settings: Settings, subject: str, body: str) -> bool:
             "no [sender] operators in %s, so this was not mailed: %s", settings.path, subject
         )
         return False
-    # Not part of any send (send_id 0); the number only has to be unique, because
-    # the outbox names its files by it.
-    batch = Batch(
-        send_id=0,
-        number=time.time_ns() // 1000,
-        recipients=[Recipient(address) for address in operators],
-    )
     try:
-        backend = make_backend(settings)
-        try:
-            backend.push(notice_for(settings, subject, body), batch)
-            backend.flush()
-        finally:
-            backend.close()
+        send_now(settings, notice_for(settings, subject, body), operators)
     except Exception as exc:  # an alert that cannot go out must not stop the scheduler
         log.error("could not mail the operators (%s): %s", subject, exc)
         return False

@@ -7,12 +7,14 @@ SendGrid) is one small class in its own module behind `base.Backend`.
 from __future__ import annotations
 
 import html
+import time
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from digest.config import Settings
 from digest.errors import ConfigError
-from digest.models import RenderedEdition
-from digest.send.base import Backend, Letter
+from digest.models import Batch, Recipient, RenderedEdition
+from digest.send.base import Backend, Letter, PushResult
 
 
 def make_backend(settings: Settings, name: str | None = None) -> Backend:
@@ -71,3 +73,26 @@ def notice_for(settings: Settings, subject: str, body: str) -> Letter:
         unsubscribe_mailto="",
         secret=b"",
     )
+
+
+def send_now(
+    settings: Settings, letter: Letter, addresses: Sequence[str], backend: str | None = None
+) -> PushResult:
+    """One letter to a few addresses outside any send (an editor's test copy, a notice
+    to the operators): one batch, straight through the backend, nothing in the ledger.
+
+    The batch is numbered by the clock: it belongs to no send, and the outbox names
+    its files by batch number, so a later notice never overwrites an earlier one.
+    """
+    batch = Batch(
+        send_id=0,
+        number=time.time_ns() // 1000,
+        recipients=[Recipient(address) for address in addresses],
+    )
+    mailer = make_backend(settings, backend)
+    try:
+        result = mailer.push(letter, batch)
+        mailer.flush()
+        return result
+    finally:
+        mailer.close()
