@@ -168,14 +168,19 @@ def render_edition(settings: Settings, store: Store, name: str) -> RenderedEditi
     return rendered_copies(settings, store, edition, [""], keep=keep)[""]
 
 
+def send_variants(store: Store, edition: Edition, send_id: int) -> dict[str, str]:
+    """Each section preference a send's batches were cut by -> the copy its readers get."""
+    return {
+        sections: rank.variant_key(edition, sections) for sections in store.send_sections(send_id)
+    }
+
+
 def letters_for_send(
     settings: Settings, store: Store, edition: Edition, send_id: int
 ) -> tuple[Letter, dict[str, Letter]]:
     """The whole edition's letter, and the letter for each section preference the
     send's batches were cut by: the copies stored for this edition, kept as they are."""
-    keys = {
-        sections: rank.variant_key(edition, sections) for sections in store.send_sections(send_id)
-    }
+    keys = send_variants(store, edition, send_id)
     copies = rendered_copies(settings, store, edition, {"", *keys.values()}, keep=True)
     letters = {key: letter_for(settings, rendered) for key, rendered in copies.items()}
     return letters[""], {sections: letters[key] for sections, key in keys.items()}
@@ -484,7 +489,7 @@ def run(
     outbox = None
     if result.backend == "outbox":
         outbox = settings.delivery.outbox_dir / edition.name
-    copies = {rank.variant_key(edition, s) for s in store.send_sections(result.send_id)}
+    copies = set(send_variants(store, edition, result.send_id).values())
     return RunSummary(
         copies=len(copies) or 1,
         edition=edition,
