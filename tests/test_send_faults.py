@@ -144,25 +144,33 @@ def test_sigkill_at_random_points_then_resume_sends_each_reader_once_except_in_d
     tmp_path: Path, server: tuple[str, Path, subprocess.Popen[str]]
 ) -> None:
     url, record, _process = server
-    room = Newsroom(tmp_path / "newsroom", batch_size=500)  # 40 batches: more places to die
+    batch = 500
+    room = Newsroom(tmp_path / "newsroom", batch_size=batch)  # 40 batches: more places to die
     room.env["SENDGRID_API_HOST"] = url
     rng = random.Random(os.environ.get("PYTEST_SEED", time.time_ns()))
     print(f"kill points seeded from {rng.random()}")  # shown when the test fails
 
-    # Kill 1 lands anywhere from start-up to the first requests (the snapshot included);
-    # kills 2 and 3 land right after the server took some batch, while its answer is
-    # on the way, which is exactly the moment that leaves a batch in doubt.
+    # Kill 1 lands anywhere from start-up (the snapshot included) to a third of the way
+    # through, whichever comes first; kills 2 and 3 land right after the server took some
+    # batch, while its answer is on the way, which is exactly the moment that leaves a
+    # batch in doubt. Each kill leaves at least half of what is left unsent, so a fast
+    # machine cannot finish the send before the kills (the kill points are by progress,
+    # not by the clock alone).
     kills = 0
     first = room.start("send", EDITION)
     delay = rng.uniform(0.3, 2.5)
+    early = rng.randrange(1, RECIPIENTS // batch // 3) * batch
     started = time.monotonic()
-    kills += _kill_when(first, lambda: time.monotonic() - started > delay)
+    kills += _kill_when(
+        first, lambda: time.monotonic() - started > delay or _lines(record) >= early
+    )
     for _ in range(2):
         before = _lines(record)
-        target = before + rng.randrange(1, 11) * 500
+        left = (RECIPIENTS - before) // batch
+        target = before + rng.randrange(1, max(2, left // 2)) * batch
         resumed = room.start("send", EDITION, "--resume")
         kills += _kill_when(resumed, lambda target=target: _lines(record) >= target)
-    assert kills >= 2, "the send finished before the kills; make the server slower"
+    assert kills == 3, "a send finished before its kill point"
 
     finished = room.digest("send", EDITION, "--resume")
     report = room.report()
