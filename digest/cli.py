@@ -26,7 +26,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from digest import config, jobs
+from digest import config, editor, jobs
 from digest.errors import DigestError
 from digest.models import Edition, Pick
 from digest.send.ledger import SendReport
@@ -103,7 +103,7 @@ def _day(settings: config.Settings, value: str | None) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        _error(f"--date {value!r} is not a date; use YYYY-MM-DD")
+        _error(f"{value!r} is not a date; give it as YYYY-MM-DD")
         raise typer.Exit(2) from None
 
 
@@ -114,7 +114,10 @@ def _pick_row(pick: Pick) -> list[str]:
         pick.story.title[:70],
         pick.story.section,
         f"{pick.score:.3f}",
-        " ".join(f"{k[:4]}={v:.2f}" for k, v in b.items() if k != "total"),
+        " ".join(
+            [pick.note] * bool(pick.note)
+            + [f"{k[:4]}={v:.2f}" for k, v in b.items() if k != "total"]
+        ),
         str(pick.views),
     ]
 
@@ -130,6 +133,7 @@ def _edition_json(edition: Edition) -> dict[str, Any]:
             "score": p.score,
             "breakdown": p.breakdown,
             "views": p.views,
+            "note": p.note,
         }
 
     return {
@@ -319,6 +323,119 @@ def draft(
             )
         else:
             _print_edition(edition)
+
+
+EditionArgument = Annotated[
+    str | None,
+    typer.Argument(help="The edition's date, YYYY-MM-DD (default: today in the newsroom)."),
+]
+ByOption = Annotated[
+    str | None,
+    typer.Option("--by", help="Who is making the change, for the record (default: $USER)."),
+]
+StoryRefs = list[str] | None
+
+
+def _who(by: str | None) -> str:
+    import getpass
+
+    if by:
+        return by
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "someone at the command line"
+
+
+def _print_editor_view(view: editor.EditorView) -> None:
+    _print_edition(view.edition)
+    if view.overrides.subject:
+        console.print("(subject set by an editor)")
+    for heading, stories in (
+        ("Also in the window (pin one to add it)", view.others),
+        ("Dropped by an editor (restore to bring back)", view.dropped),
+    ):
+        if stories:
+            console.print(f"[bold]{heading}[/bold]")
+            for story in stories:
+                when = story.published_at.strftime("%Y-%m-%d %H:%M")
+                console.print(f"  {when}  {story.title}  <{story.url}>", markup=False)
+    if view.events:
+        console.print("[bold]Changes[/bold]")
+        for event in view.events[-10:]:
+            when = event.at.astimezone().strftime("%Y-%m-%d %H:%M")
+            console.print(f"  {when}  {event.who}: {event.action}", markup=False)
+
+
+@app.command()
+def edit(
+    edition: EditionArgument = None,
+    lead: Annotated[str | None, typer.Option(help="Make this story the lead.")] = None,
+    pin: Annotated[
+        StoryRefs, typer.Option(help="Put this story first in More (repeat for more, in order).")
+    ] = None,
+    unpin: Annotated[StoryRefs, typer.Option(help="Let the scores place it again.")] = None,
+    drop: Annotated[StoryRefs, typer.Option(help="Leave this story out of every slot.")] = None,
+    restore: Annotated[StoryRefs, typer.Option(help="Bring back a dropped story.")] = None,
+    up: Annotated[StoryRefs, typer.Option(help="Move this story of More up one place.")] = None,
+    down: Annotated[StoryRefs, typer.Option(help="Move this story of More down one place.")] = None,
+    subject: Annotated[
+        str | None, typer.Option(help='The subject line ("" = the lead\'s headline again).')
+    ] = None,
+    reset: Annotated[bool, typer.Option("--reset", help="Undo every editor change.")] = False,
+    by: ByOption = None,
+    config_path: ConfigOption = Path("digest.toml"),
+) -> None:
+    """Steer a draft: lead, pin, drop, reorder, subject. With no change, show the draft,
+    the other stories of the window and what editors changed.
+
+    A story is named by its URL or by a word or phrase of its headline or URL that no
+    other story of the window shares. Changes apply in this order: reset, restore,
+    drop, unpin, lead, pin, up, down, subject; they are kept when a later collect
+    ranks the edition again. Changing an approved edition withdraws the approval.
+    """
+    changes: list[editor.Change] = [editor.Change("reset")] if reset else []
+    for action, refs in (
+        ("restore", restore),
+        ("drop", drop),
+        ("unpin", unpin),
+        ("lead", [lead] if lead else None),
+        ("pin", pin),
+        ("up", up),
+        ("down", down),
+        ("subject", None if subject is None else [subject]),
+    ):
+        changes += [editor.Change(action, ref) for ref in refs or []]  # type: ignore[arg-type]
+    with _session(config_path) as (settings, store):
+        name = _day(settings, edition).isoformat()
+        if store.load_edition(name) is None:
+            jobs.draft(settings, store, date.fromisoformat(name))
+        result = editor.edit(settings, store, name, changes, _who(by))
+        for action in result.actions:
+            console.print(f"[green]✓[/green] {action}", highlight=False)
+        _print_editor_view(editor.view(settings, store, name))
+
+
+@app.command()
+def approve(
+    edition: EditionArgument = None,
+    withdraw: Annotated[
+        bool, typer.Option("--withdraw", help="Take the approval back; it is a draft again.")
+    ] = False,
+    by: ByOption = None,
+    config_path: ConfigOption = Path("digest.toml"),
+) -> None:
+    """Approve an edition for sending, as it stands (a send job with `approval: approved`
+    sends only an approved edition). Every copy is rendered first, so a broken template
+    stops the approval here rather than the send."""
+    with _session(config_path) as (settings, store):
+        name = _day(settings, edition).isoformat()
+        if withdraw:
+            editor.withdraw(store, name, _who(by))
+            console.print(f"Edition {name} is a draft again.")
+            return
+        approved = editor.approve(settings, store, name, _who(by))
+        console.print(f"[green]✓[/green] Edition {name} approved: {approved.subject}")
 
 
 @app.command()

@@ -54,6 +54,34 @@ class Pick:
     score: float
     breakdown: dict[str, float] = field(default_factory=dict)
     views: int = 0
+    note: str = ""  # an editor's hand in it ("pinned by an editor"); "" = placed by score
+
+
+@dataclass
+class Overrides:
+    """An editor's changes to one day's edition, by story URL.
+
+    They are kept apart from the ranking and applied each time the edition is
+    ranked again, so a later collect never undoes what an editor decided.
+    """
+
+    lead: str = ""  # the story that leads ("" = the top score)
+    pinned: list[str] = field(default_factory=list)  # first in "More", in this order
+    dropped: list[str] = field(default_factory=list)  # in no slot at all
+    subject: str = ""  # "" = the lead's title
+
+    def __bool__(self) -> bool:
+        return bool(self.lead or self.pinned or self.dropped or self.subject)
+
+
+@dataclass
+class EditorEvent:
+    """One thing an editor did to an edition, for the record the preview shows."""
+
+    edition: str
+    at: datetime
+    who: str
+    action: str
 
 
 @dataclass

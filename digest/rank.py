@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
 from digest.config import EditionSettings, Settings
-from digest.models import Edition, Pick, Story
+from digest.models import Edition, Overrides, Pick, Slot, Story
 from digest.store import Store
 
 WEIGHTS = {"prominence": 0.35, "recency": 0.25, "popularity": 0.25, "image": 0.15}
@@ -75,12 +75,23 @@ def rank(
     views: dict[str, int],
     window: Window,
     settings: EditionSettings,
+    overrides: Overrides | None = None,
 ) -> Edition:
     """Build the edition from the window's stories and their page views.
 
     "Most Read" is left out when there is no page-view data at all: an empty
     section is honest, a guessed one is not.
+
+    An editor's overrides win over the scores: a dropped story is in no slot; the
+    chosen lead leads; pinned stories open "More" in the editor's order (the
+    per-section cap does not hold them back, and they may make "More" longer than
+    more_count); the subject replaces the lead's title. A pinned or chosen story
+    that is not among the candidates is simply absent. The scores are kept either
+    way, and each such pick says what the editor did (Pick.note).
     """
+    edits = overrides or Overrides()
+    dropped = set(edits.dropped)
+    candidates = [s for s in candidates if s.url not in dropped]
     max_views = max((views.get(s.url, 0) for s in candidates), default=0)
     scored = []
     for story in candidates:
@@ -88,22 +99,36 @@ def rank(
         scored.append((parts["total"], story.published_at, story.url, story, parts))
     # Highest score first; ties go to the newer story, then a stable URL order.
     scored.sort(key=lambda item: (-item[0], -item[1].timestamp(), item[2]))
+    by_url = {item[2]: item for item in scored}
+
+    def pick(url: str, slot: Slot, position: int, note: str = "") -> Pick:
+        total, _, _, story, parts = by_url[url]
+        return Pick(story, slot, position, total, parts, views.get(url, 0), note)
 
     lead: Pick | None = None
-    more: list[Pick] = []
+    if edits.lead in by_url:
+        lead = pick(edits.lead, "lead", 1, "lead chosen by an editor")
+    elif scored:
+        lead = pick(scored[0][2], "lead", 1)
+    taken = {lead.story.url} if lead else set()
     per_section: Counter[str] = Counter()
-    for total, _, _, story, parts in scored:
-        section = story.section.lower()
-        if lead is None:
-            lead = Pick(story, "lead", 1, total, parts, views.get(story.url, 0))
-            per_section[section] += 1
-            continue
+    if lead:
+        per_section[lead.story.section.lower()] += 1
+    more: list[Pick] = []
+    for url in edits.pinned:
+        if url in by_url and url not in taken:
+            taken.add(url)
+            more.append(pick(url, "more", len(more) + 1, "pinned by an editor"))
+            per_section[by_url[url][3].section.lower()] += 1
+    for _, _, url, story, _ in scored:
         if len(more) >= settings.more_count:
             break
-        if section and per_section[section] >= settings.max_per_section:
+        section = story.section.lower()
+        if url in taken or (section and per_section[section] >= settings.max_per_section):
             continue
         per_section[section] += 1
-        more.append(Pick(story, "more", len(more) + 1, total, parts, views.get(story.url, 0)))
+        taken.add(url)
+        more.append(pick(url, "more", len(more) + 1))
 
     most_read: list[Pick] = []
     if any(views.get(s.url, 0) > 0 for s in candidates):
@@ -112,12 +137,9 @@ def rank(
             key=lambda s: (-views[s.url], s.url),
         )
         for position, story in enumerate(by_views[: settings.most_read_count], start=1):
-            parts = score(story, views[story.url], max_views, window)
-            most_read.append(
-                Pick(story, "most_read", position, parts["total"], parts, views[story.url])
-            )
+            most_read.append(pick(story.url, "most_read", position))
 
-    subject = lead.story.title if lead else f"Your digest for {window.name}"
+    subject = edits.subject or (lead.story.title if lead else f"Your digest for {window.name}")
     preheader = lead.story.dek if lead else ""
     return Edition(
         name=window.name,
@@ -133,11 +155,19 @@ def rank(
 
 
 def draft(store: Store, settings: Settings, day: date) -> Edition:
-    """Rank the day's candidates from the store and save the draft edition."""
+    """Rank the day's candidates from the store, with the editors' overrides, and save it.
+
+    A story an editor pinned or chose as lead from outside the window (yesterday's
+    big story, say) is a candidate too.
+    """
     window = edition_window(day, settings.newsroom.time_zone, settings.edition)
+    overrides = store.load_overrides(window.name)
     candidates = store.stories_between(window.start, window.end)
+    present = {s.url for s in candidates}
+    wanted = [u for u in [overrides.lead, *overrides.pinned] if u and u not in present]
+    candidates += store.stories_by_url(wanted).values()
     views = store.views_by_url(window.first_day, window.last_day)
-    edition = rank(candidates, views, window, settings.edition)
+    edition = rank(candidates, views, window, settings.edition, overrides)
     store.save_edition(edition)
     return edition
 

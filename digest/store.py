@@ -50,6 +50,8 @@ from digest.models import (
     LEFT_STATUSES,
     Batch,
     Edition,
+    EditorEvent,
+    Overrides,
     PageViews,
     Pick,
     Recipient,
@@ -130,6 +132,32 @@ edition_picks = Table(
     Column("score", Float, nullable=False),
     Column("breakdown", Text, nullable=False),  # JSON: {"recency": 0.8, ...}
     Column("views", Integer, nullable=False, default=0),
+    Column("note", Text, nullable=False, default="", server_default=""),
+)
+
+# An editor's changes to an edition (models.Overrides), kept apart from its picks so
+# that ranking it again after a later collect applies them again. No foreign key:
+# save_edition replaces the editions row, and the overrides outlive that.
+edition_overrides = Table(
+    "edition_overrides",
+    metadata,
+    Column("edition", String(10), primary_key=True),
+    Column("lead", Text, nullable=False, default=""),
+    Column("pinned", Text, nullable=False, default="[]"),  # JSON list of URLs
+    Column("dropped", Text, nullable=False, default="[]"),  # JSON list of URLs
+    Column("subject", Text, nullable=False, default=""),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# What editors did to an edition, newest last: shown beside the preview.
+edition_events = Table(
+    "edition_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("edition", String(10), nullable=False, index=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("who", Text, nullable=False),
+    Column("action", Text, nullable=False),
 )
 
 subscribers = Table(
@@ -527,6 +555,7 @@ class Store:
                     "score": p.score,
                     "breakdown": json.dumps(p.breakdown, sort_keys=True),
                     "views": p.views,
+                    "note": p.note,
                 }
                 for p in edition.picks
             ]
@@ -552,6 +581,7 @@ class Store:
                 score=p.score,
                 breakdown=json.loads(p.breakdown),
                 views=p.views,
+                note=p.note,
             )
             for p in pick_rows
         ]
@@ -576,6 +606,72 @@ class Store:
                 .where(editions.c.name == name)
                 .values(status=status, updated_at=now())
             )
+
+    def load_overrides(self, edition: str) -> Overrides:
+        with self.begin() as conn:
+            row = conn.execute(
+                select(edition_overrides).where(edition_overrides.c.edition == edition)
+            ).first()
+        if row is None:
+            return Overrides()
+        return Overrides(
+            lead=row.lead,
+            pinned=json.loads(row.pinned),
+            dropped=json.loads(row.dropped),
+            subject=row.subject,
+        )
+
+    def save_overrides(
+        self, edition: str, overrides: Overrides, who: str, actions: list[str]
+    ) -> None:
+        """Replace an edition's overrides and record what changed, in one transaction."""
+        at = now()
+        with self.begin() as conn:
+            conn.execute(edition_overrides.delete().where(edition_overrides.c.edition == edition))
+            conn.execute(
+                edition_overrides.insert().values(
+                    edition=edition,
+                    lead=overrides.lead,
+                    pinned=json.dumps(overrides.pinned),
+                    dropped=json.dumps(overrides.dropped),
+                    subject=overrides.subject,
+                    updated_at=at,
+                )
+            )
+            self._log_events(conn, edition, who, actions, at)
+
+    def log_edition_event(self, edition: str, who: str, action: str) -> None:
+        with self.begin() as conn:
+            self._log_events(conn, edition, who, [action], now())
+
+    @staticmethod
+    def _log_events(
+        conn: Connection, edition: str, who: str, actions: list[str], at: datetime
+    ) -> None:
+        if actions:
+            conn.execute(
+                edition_events.insert(),
+                [{"edition": edition, "at": at, "who": who, "action": a} for a in actions],
+            )
+
+    def edition_events(self, edition: str, limit: int = 50) -> list[EditorEvent]:
+        """The latest of what editors did to an edition, oldest first."""
+        with self.begin() as conn:
+            rows = conn.execute(
+                select(edition_events)
+                .where(edition_events.c.edition == edition)
+                .order_by(edition_events.c.id.desc())
+                .limit(limit)
+            ).all()
+        return [EditorEvent(r.edition, r.at, r.who, r.action) for r in reversed(rows)]
+
+    def stories_by_url(self, urls: Iterable[str]) -> dict[str, Story]:
+        wanted = list(dict.fromkeys(urls))
+        if not wanted:
+            return {}
+        with self.begin() as conn:
+            rows = conn.execute(select(stories).where(stories.c.url.in_(wanted))).all()
+        return {row.url: _story(row) for row in rows}
 
     def save_render(self, variant: str, fingerprint: str, rendered: RenderedEdition) -> None:
         """Keep a rendered copy of an edition, replacing the variant's earlier one."""

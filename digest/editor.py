@@ -1,0 +1,283 @@
+"""Editors steer a draft: choose the lead, pin, drop and reorder stories, set the
+subject, and approve the edition.
+
+Changes are kept as overrides (models.Overrides), apart from the ranking, and the
+edition is ranked again with them at once, so the preview shows them and a later
+collect (which ranks again) keeps them. Every change is recorded with who made it.
+The CLI (`digest edit`, `digest approve`) and the web app's editor pages call these
+functions and nothing else.
+
+Rules an editor can rely on:
+- an edition that has a send can no longer change (some readers may have it);
+- changing an approved edition withdraws the approval (what was approved is not
+  what would go out any more), and says so;
+- approving renders every copy first, so a broken template stops the approval,
+  not the 6 a.m. send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import Literal, get_args
+
+from digest import jobs, rank
+from digest.collect.urls import canonical_url
+from digest.config import Settings
+from digest.errors import DigestError
+from digest.models import Edition, EditorEvent, Overrides, Story
+from digest.store import Store
+
+Action = Literal["lead", "pin", "unpin", "drop", "restore", "up", "down", "subject", "reset"]
+ACTIONS: tuple[str, ...] = get_args(Action)
+
+#: Longer subjects are cut off by every inbox; a newline would split the header.
+MAX_SUBJECT = 150
+
+
+class EditError(DigestError):
+    """An editor's change that cannot be made: the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change an editor asks for. `ref` names a story (its URL, or a unique part
+    of its URL or headline), or for "subject" the new subject ("" = the lead's title)."""
+
+    action: Action
+    ref: str = ""
+
+
+@dataclass
+class EditResult:
+    edition: Edition
+    actions: list[str] = field(default_factory=list)  # what changed, in words
+    approval_withdrawn: bool = False
+
+
+@dataclass
+class EditorView:
+    """What an editor looks at: the draft, the stories that did not make it, the
+    ones dropped by hand, the overrides and who did what."""
+
+    edition: Edition
+    others: list[Story]  # in the window, in no slot, not dropped (candidates to pin)
+    dropped: list[Story]
+    overrides: Overrides
+    events: list[EditorEvent]
+    has_send: bool
+
+
+def _day(name: str) -> date:
+    try:
+        return date.fromisoformat(name)
+    except ValueError:
+        raise EditError(f"{name!r} is not an edition date; give it as YYYY-MM-DD") from None
+
+
+def _stories(
+    settings: Settings, store: Store, edition: Edition, overrides: Overrides
+) -> list[Story]:
+    """Every story an editor may name for this edition: the window's, and any named
+    in the overrides (a pinned story from outside the window)."""
+    window = rank.edition_window(_day(edition.name), settings.newsroom.time_zone, settings.edition)
+    found = {s.url: s for s in store.stories_between(window.start, window.end)}
+    for pick in edition.picks:
+        found.setdefault(pick.story.url, pick.story)
+    named = [u for u in [overrides.lead, *overrides.pinned, *overrides.dropped] if u]
+    for url, story in store.stories_by_url(u for u in named if u not in found).items():
+        found[url] = story
+    return sorted(found.values(), key=lambda s: (-s.published_at.timestamp(), s.url))
+
+
+def find_story(store: Store, stories: Sequence[Story], ref: str, edition: str) -> Story:
+    """The one story `ref` names: a URL, or a part of one story's URL or headline."""
+    wanted = ref.strip()
+    if not wanted:
+        raise EditError("name a story: its URL, or a word of its headline or URL")
+    url = canonical_url(wanted) if "://" in wanted else ""
+    for story in stories:
+        if story.url == url:
+            return story
+    if url:
+        stored = store.stories_by_url([url])
+        if url in stored:
+            return stored[url]
+    needle = wanted.lower()
+    matches = [s for s in stories if needle in s.url.lower() or needle in s.title.lower()]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise EditError(
+            f"no story of edition {edition} matches {ref!r}; "
+            f"`digest edit {edition}` lists them, with their URLs"
+        )
+    listed = "; ".join(f"{s.title} <{s.url}>" for s in matches[:4])
+    more = f" and {len(matches) - 4} more" if len(matches) > 4 else ""
+    raise EditError(
+        f"{ref!r} matches {len(matches)} stories of edition {edition}: {listed}{more}. "
+        "Give more of the headline, or the URL"
+    )
+
+
+def _subject(value: str) -> str:
+    subject = " ".join(value.split())  # no newlines: a subject is one header line
+    if len(subject) > MAX_SUBJECT:
+        raise EditError(
+            f"the subject is {len(subject)} characters; inboxes cut it off, so keep it "
+            f"under {MAX_SUBJECT}"
+        )
+    return subject
+
+
+def _without(urls: Iterable[str], url: str) -> list[str]:
+    return [u for u in urls if u != url]
+
+
+def _apply(
+    change: Change,
+    overrides: Overrides,
+    current: Edition,
+    store: Store,
+    stories: Sequence[Story],
+) -> tuple[Overrides, str]:
+    """The overrides after one change, and the change in words."""
+    if change.action == "reset":
+        return Overrides(), "undid every change"
+    if change.action == "subject":
+        subject = _subject(change.ref)
+        said = (
+            f"set the subject to “{subject}”" if subject else "let the lead's title be the subject"
+        )
+        return replace(overrides, subject=subject), said
+    story = find_story(store, stories, change.ref, current.name)
+    url, title = story.url, story.title
+    lead = "" if overrides.lead == url else overrides.lead
+    if change.action == "lead":
+        return (
+            Overrides(url, _without(overrides.pinned, url), _without(overrides.dropped, url),
+                      overrides.subject),
+            f"made “{title}” the lead",
+        )  # fmt: skip
+    if change.action == "pin":
+        pinned = overrides.pinned if url in overrides.pinned else [*overrides.pinned, url]
+        return (
+            Overrides(lead, pinned, _without(overrides.dropped, url), overrides.subject),
+            f"pinned “{title}”",
+        )
+    if change.action == "unpin":
+        if url not in overrides.pinned and overrides.lead != url:
+            raise EditError(f"“{title}” is not pinned, so it cannot be unpinned")
+        return (
+            Overrides(lead, _without(overrides.pinned, url), overrides.dropped, overrides.subject),
+            f"unpinned “{title}”",
+        )
+    if change.action == "drop":
+        dropped = overrides.dropped if url in overrides.dropped else [*overrides.dropped, url]
+        return (
+            Overrides(lead, _without(overrides.pinned, url), dropped, overrides.subject),
+            f"dropped “{title}”",
+        )
+    if change.action == "restore":
+        if url not in overrides.dropped:
+            raise EditError(f"“{title}” was not dropped, so there is nothing to restore")
+        return replace(overrides, dropped=_without(overrides.dropped, url)), f"restored “{title}”"
+    # up / down: within "More", as the reader sees it. The new order is pinned down to
+    # the lower of the two places, so the scores cannot undo it.
+    order = [p.story.url for p in current.more]
+    if url not in order:
+        raise EditError(f"“{title}” is not in More; pin it first, then move it")
+    at = order.index(url)
+    to = at - 1 if change.action == "up" else at + 1
+    if not 0 <= to < len(order):
+        raise EditError(f"“{title}” is {'first' if to < 0 else 'last'} in More already")
+    order[at], order[to] = order[to], order[at]
+    pinned = order[: max(at, to) + 1]
+    return replace(overrides, pinned=pinned), f"moved “{title}” {change.action}"
+
+
+def _ranked(
+    settings: Settings, store: Store, name: str, overrides: Overrides, stories: list[Story]
+) -> Edition:
+    """The edition as these overrides would make it, without saving anything."""
+    window = rank.edition_window(_day(name), settings.newsroom.time_zone, settings.edition)
+    views = store.views_by_url(window.first_day, window.last_day)
+    return rank.rank(stories, views, window, settings.edition, overrides)
+
+
+def _editable(store: Store, name: str) -> Edition:
+    edition = jobs.load_edition(store, name)
+    if store.get_send(name) is not None:
+        raise EditError(
+            f"edition {name} is being sent or was sent, so it can no longer change; "
+            f"`digest sends {name}` shows how far it got"
+        )
+    return edition
+
+
+def edit(
+    settings: Settings, store: Store, name: str, changes: Sequence[Change], who: str
+) -> EditResult:
+    """Make the changes in order, rank the edition again with them, render its copies.
+
+    Nothing is saved unless every change can be made: a change that names no story
+    (or an ambiguous one) stops them all with the reason.
+    """
+    edition = _editable(store, name)
+    if not changes:
+        return EditResult(edition)
+    overrides = store.load_overrides(name)
+    stories = _stories(settings, store, edition, overrides)
+    current = edition
+    actions: list[str] = []
+    for change in changes:
+        if change.action not in ACTIONS:
+            raise EditError(f"unknown change {change.action!r}; one of: {', '.join(ACTIONS)}")
+        overrides, said = _apply(change, overrides, current, store, stories)
+        actions.append(said)
+        current = _ranked(settings, store, name, overrides, stories)
+    withdrawn = edition.status == "approved"
+    if withdrawn:
+        actions.append("approval withdrawn by the change; approve it again")
+    store.save_overrides(name, overrides, who, actions)
+    if withdrawn:
+        store.set_edition_status(name, "draft")
+    return EditResult(jobs.draft(settings, store, _day(name)), actions, withdrawn)
+
+
+def approve(settings: Settings, store: Store, name: str, who: str) -> Edition:
+    """Approve the edition as it stands; its copies are rendered (and checked) first."""
+    edition = _editable(store, name)
+    if edition.status == "approved":
+        return edition
+    jobs.prepare_copies(settings, store, edition)
+    store.set_edition_status(name, "approved")
+    store.log_edition_event(name, who, "approved the edition")
+    return replace(edition, status="approved")
+
+
+def withdraw(store: Store, name: str, who: str) -> Edition:
+    """Take an approval back: the edition is a draft again (a collect may re-rank it)."""
+    edition = _editable(store, name)
+    if edition.status != "approved":
+        raise EditError(f"edition {name} is {edition.status!r}, not approved; nothing to withdraw")
+    store.set_edition_status(name, "draft")
+    store.log_edition_event(name, who, "withdrew the approval")
+    return replace(edition, status="draft")
+
+
+def view(settings: Settings, store: Store, name: str) -> EditorView:
+    edition = jobs.load_edition(store, name)
+    overrides = store.load_overrides(name)
+    stories = _stories(settings, store, edition, overrides)
+    placed = {p.story.url for p in edition.picks}
+    dropped = set(overrides.dropped)
+    return EditorView(
+        edition=edition,
+        others=[s for s in stories if s.url not in placed and s.url not in dropped],
+        dropped=[s for s in stories if s.url in dropped],
+        overrides=overrides,
+        events=store.edition_events(name),
+        has_send=store.get_send(name) is not None,
+    )
