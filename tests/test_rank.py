@@ -111,3 +111,39 @@ def test_an_approved_edition_is_not_redrafted(settings: Settings, store: Store) 
     again = jobs.draft(settings, store, DAY)
     assert again.status == "approved"
     assert [p.story.url for p in again.picks] == [p.story.url for p in first.picks]
+
+
+def test_overrides_beat_the_scores_but_keep_them() -> None:
+    from digest.models import Overrides
+
+    settings = EditionSettings(more_count=3, max_per_section=2)
+    window = edition_window(DAY, "America/Juneau", settings)
+    stories = [_story(i, "News", i) for i in range(1, 8)]
+    plain = rank(stories, {}, window, settings)
+    assert [p.story.title for p in [plain.lead, *plain.more]] == ["Story 1", "Story 2"]  # cap
+
+    edits = Overrides(
+        lead="https://x.example.org/5",
+        pinned=["https://x.example.org/7", "https://x.example.org/gone", "https://x.example.org/6"],
+        dropped=["https://x.example.org/1"],
+        subject="Chosen",
+    )
+    edited = rank(stories, {}, window, settings, edits)
+    assert edited.lead is not None and edited.lead.story.title == "Story 5"
+    # Pinned stories open More in the editor's order, past the section cap; a pinned
+    # story that is not a candidate is simply absent; then nothing more of News fits.
+    assert [p.story.title for p in edited.more] == ["Story 7", "Story 6"]
+    assert "Story 1" not in [p.story.title for p in edited.picks]
+    assert edited.subject == "Chosen"
+    by_score = {p.story.url: p.score for p in plain.picks}
+    assert edited.lead.score < by_score["https://x.example.org/2"]  # the score is kept, honest
+    assert [p.note for p in edited.picks] == [
+        "lead chosen by an editor",
+        "pinned by an editor",
+        "pinned by an editor",
+    ]
+
+    # Dropping frees a slot, which the next story by score fills.
+    arts = [*stories, _story(20, "Arts", 20)]
+    refill = rank(arts, {}, window, settings, Overrides(dropped=["https://x.example.org/2"]))
+    assert [p.story.title for p in refill.more] == ["Story 3", "Story 20"]

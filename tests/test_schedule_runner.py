@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from digest import config, jobs
+from digest import config, editor, jobs
 from digest.schedule import Runner, Schedule, load
 from digest.send.ledger import report
 from digest.store import Store
@@ -382,7 +382,7 @@ def test_approved_policy_sends_only_an_approved_edition(
     schedule = schedule_for(settings, body)
     prepare_edition(settings, local_store)
     jobs.draft(settings, local_store, date(2025, 12, 6))
-    local_store.set_edition_status("2025-12-06", "approved")
+    editor.approve(settings, local_store, "2025-12-06", "chief")  # what `digest approve` does
     send = schedule.job("send")
     held = runner(settings, local_store, schedule, at(6, 0, second=3)).fire_due(send)
     assert held is not None and held.state == "held" and "'draft', not approved" in held.detail
