@@ -227,20 +227,27 @@ def edit(
     edition = _editable(store, name)
     if not changes:
         return EditResult(edition)
-    overrides = store.load_overrides(name)
-    stories = _stories(settings, store, edition, overrides)
-    current = edition
-    actions: list[str] = []
     for change in changes:
         if change.action not in ACTIONS:
             raise EditError(f"unknown change {change.action!r}; one of: {', '.join(ACTIONS)}")
-        overrides, said = _apply(change, overrides, current, store, stories)
-        actions.append(said)
+    for _attempt in range(5):
+        overrides, revision = store.overrides_revision(name)
+        stories = _stories(settings, store, edition, overrides)
         current = _ranked(settings, store, name, overrides, stories)
-    withdrawn = edition.status == "approved"
-    if withdrawn:
-        actions.append("approval withdrawn by the change; approve it again")
-    store.save_overrides(name, overrides, who, actions)
+        actions: list[str] = []
+        for change in changes:
+            overrides, said = _apply(change, overrides, current, store, stories)
+            actions.append(said)
+            current = _ranked(settings, store, name, overrides, stories)
+        withdrawn = edition.status == "approved"
+        if withdrawn:
+            actions.append("approval withdrawn by the change; approve it again")
+        if store.save_overrides(name, overrides, revision, who, actions):
+            break
+        # Another editor saved in between: apply these changes to theirs.
+        edition = _editable(store, name)
+    else:
+        raise EditError(f"edition {name} is being changed by others right now; try again")
     if withdrawn:
         store.set_edition_status(name, "draft")
     return EditResult(jobs.draft(settings, store, _day(name)), actions, withdrawn)

@@ -147,6 +147,8 @@ edition_overrides = Table(
     Column("dropped", Text, nullable=False, default="[]"),  # JSON list of URLs
     Column("subject", Text, nullable=False, default=""),
     Column("updated_at", UTCDateTime, nullable=False),
+    # Bumped by every save: two editors saving at once cannot lose a change.
+    Column("revision", Integer, nullable=False, default=1),
 )
 
 # What editors did to an edition, newest last: shown beside the preview.
@@ -608,37 +610,58 @@ class Store:
             )
 
     def load_overrides(self, edition: str) -> Overrides:
+        return self.overrides_revision(edition)[0]
+
+    def overrides_revision(self, edition: str) -> tuple[Overrides, int]:
+        """An edition's overrides and their revision (0 = none yet), for save_overrides."""
         with self.begin() as conn:
             row = conn.execute(
                 select(edition_overrides).where(edition_overrides.c.edition == edition)
             ).first()
         if row is None:
-            return Overrides()
-        return Overrides(
+            return Overrides(), 0
+        overrides = Overrides(
             lead=row.lead,
             pinned=json.loads(row.pinned),
             dropped=json.loads(row.dropped),
             subject=row.subject,
         )
+        return overrides, row.revision
 
     def save_overrides(
-        self, edition: str, overrides: Overrides, who: str, actions: list[str]
-    ) -> None:
-        """Replace an edition's overrides and record what changed, in one transaction."""
+        self, edition: str, overrides: Overrides, revision: int, who: str, actions: list[str]
+    ) -> bool:
+        """Replace an edition's overrides, if they are still at `revision`, and record what
+        changed, in one transaction. False when another editor saved first: load again."""
         at = now()
+        values = {
+            "lead": overrides.lead,
+            "pinned": json.dumps(overrides.pinned),
+            "dropped": json.dumps(overrides.dropped),
+            "subject": overrides.subject,
+            "updated_at": at,
+            "revision": revision + 1,
+        }
         with self.begin() as conn:
-            conn.execute(edition_overrides.delete().where(edition_overrides.c.edition == edition))
-            conn.execute(
-                edition_overrides.insert().values(
-                    edition=edition,
-                    lead=overrides.lead,
-                    pinned=json.dumps(overrides.pinned),
-                    dropped=json.dumps(overrides.dropped),
-                    subject=overrides.subject,
-                    updated_at=at,
+            if revision == 0:
+                statement = (
+                    _insert_for(conn, edition_overrides)
+                    .values(edition=edition, **values)
+                    .on_conflict_do_nothing()
                 )
-            )
+            else:
+                statement = (
+                    update(edition_overrides)
+                    .where(
+                        edition_overrides.c.edition == edition,
+                        edition_overrides.c.revision == revision,
+                    )
+                    .values(**values)
+                )
+            if conn.execute(statement).rowcount != 1:
+                return False
             self._log_events(conn, edition, who, actions, at)
+        return True
 
     def log_edition_event(self, edition: str, who: str, action: str) -> None:
         with self.begin() as conn:

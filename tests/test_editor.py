@@ -14,6 +14,7 @@ from conftest import ROOT
 from digest import editor, jobs
 from digest.config import Settings
 from digest.editor import Change, EditError
+from digest.models import Overrides
 from digest.store import Store
 
 DAY = date(2025, 12, 5)
@@ -137,6 +138,30 @@ def test_a_change_that_cannot_be_made_saves_none_of_them(
         editor.edit(settings, drafted, NAME, [Change("subject", "x" * 151)], "a")
     assert urls(jobs.load_edition(drafted, NAME).picks) == urls(before.picks)
     assert not drafted.load_overrides(NAME) and drafted.edition_events(NAME) == []
+
+
+def test_two_editors_saving_at_once_lose_neither_change(
+    settings: Settings, drafted: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ben's change lands between Anna's reading the overrides and her saving them.
+    real = drafted.overrides_revision
+    calls = 0
+
+    def read_then_ben_saves(name: str) -> tuple[Overrides, int]:
+        nonlocal calls
+        calls += 1
+        got = real(name)
+        if calls == 1:
+            editor.edit(settings, drafted, NAME, [Change("drop", TRUMP)], "ben")
+        return got
+
+    monkeypatch.setattr(drafted, "overrides_revision", read_then_ben_saves)
+    editor.edit(settings, drafted, NAME, [Change("drop", GALLERY)], "anna")
+    assert drafted.load_overrides(NAME).dropped == [TRUMP, GALLERY]
+    assert not {TRUMP, GALLERY} & set(urls(jobs.load_edition(drafted, NAME).picks))
+    assert [e.who for e in drafted.edition_events(NAME)] == ["ben", "anna"]
+    # A save from a stale revision is refused, not applied.
+    assert not drafted.save_overrides(NAME, Overrides(), 1, "carl", ["reset"])
 
 
 def test_approval_keeps_the_edition_and_a_change_withdraws_it(

@@ -22,6 +22,7 @@ def upgrade() -> None:
         sa.Column("dropped", sa.Text(), nullable=False),
         sa.Column("subject", sa.Text(), nullable=False),
         sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.Column("revision", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("edition"),
     )
     op.create_table(
