@@ -477,12 +477,22 @@ def send(
     limit: Annotated[
         int | None, typer.Option(help="Send at most this many batches, then stop.")
     ] = None,
+    sections: Annotated[
+        str,
+        typer.Option(
+            help='With --test: the copy a reader with these sections gets ("Sports;Arts").'
+        ),
+    ] = "",
 ) -> None:
     """Send an edition to every active subscriber, exactly once."""
     with _session(config_path) as (settings, store):
+        if sections and not test:
+            _error("--sections goes with --test (a real send gives each reader their own copy)")
+            raise typer.Exit(2)
         if test:
-            count = jobs.send_test(settings, store, edition, test, backend)
-            console.print(f"test copy of {edition} sent to {count} address(es)")
+            count = jobs.send_test(settings, store, edition, test, backend, sections=sections)
+            copy = f" (the copy for {sections!r})" if sections else ""
+            console.print(f"test copy of {edition}{copy} sent to {count} address(es)")
             return
         if dry_run:
             d = jobs.dry_run(settings, store, edition, backend)

@@ -283,9 +283,18 @@ def send_test(
     name: str,
     addresses: Sequence[str],
     backend: str | None = None,
+    *,
+    sections: str = "",
 ) -> int:
-    """Send the draft to editors with a [TEST] subject. Nothing is recorded against the edition."""
-    letter = letter_for(settings, render_edition(settings, store, name), test=True)
+    """Send the draft to editors with a [TEST] subject. Nothing is recorded against the edition.
+
+    sections: the copy a reader with these section preferences gets ("" = the whole one).
+    """
+    edition = load_edition(store, name)
+    key = rank.variant_key(edition, sections)
+    keep = store.get_send(name) is not None
+    rendered = rendered_copies(settings, store, edition, [key], keep=keep)[key]
+    letter = letter_for(settings, rendered, test=True)
     recipients = [normalise_email(a) for a in addresses]
     send_now(settings, letter, recipients, backend)
     return len(recipients)

@@ -121,3 +121,22 @@ def test_test_send_marks_subject_and_records_nothing(settings: Settings) -> None
     assert len(messages) == 1
     assert messages[0]["Subject"].startswith("[TEST] Trump to meet Putin")
     assert store.get_send(DAY.isoformat()) is None
+
+
+def test_a_test_copy_of_one_section_preference(settings: Settings) -> None:
+    store = jobs.open_store(settings)
+    jobs.collect(settings, store)
+    jobs.draft(settings, store, DAY)
+    jobs.send_test(settings, store, DAY.isoformat(), ["editor@example.org"], sections="Arts")
+    (message,) = _messages(settings.delivery.outbox_dir / f"test-{DAY.isoformat()}")
+    text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    whole = jobs.render_edition(settings, store, DAY.isoformat()).text
+
+    def more_in(text: str) -> str:
+        return text.split("MORE IN NEWS", 1)[1].split("MOST READ", 1)[0]
+
+    assert "Gallery Walk" in more_in(text)  # the Arts story
+    assert "fiber-optic" in more_in(whole)  # a News story, which this reader did not choose
+    assert "fiber-optic" not in more_in(text)
+    assert message["Subject"].startswith("[TEST] Trump to meet Putin")  # the lead is for all
+    assert store.get_send(DAY.isoformat()) is None
