@@ -730,6 +730,59 @@ def subscribers_list(
             )
 
 
+@subscribers_app.command("show")
+def subscribers_show(
+    email: Annotated[str, typer.Argument(help="The address.")],
+    config_path: ConfigOption = Path("digest.toml"),
+) -> None:
+    """One subscriber: status, sections, why they are suppressed, and every edition
+    sent to them (the batch, its state, the provider's message id)."""
+    from digest.subscribers import normalise_email
+
+    with _session(config_path) as (_settings, store):
+        try:
+            address = normalise_email(email)
+        except ValueError as exc:
+            _error(f"{email!r}: {exc}")
+            raise typer.Exit(2) from None
+        subscriber = store.subscriber(address)
+        suppression = store.suppression(address)
+        deliveries = store.deliveries_to(address)
+        if subscriber is None and suppression is None and not deliveries:
+            _error(f"{address} is not a subscriber and was never sent anything")
+            raise typer.Exit(1)
+        if subscriber is not None:
+            sections = ";".join(subscriber.sections) or "(whole edition)"
+            console.print(
+                f"{subscriber.email}  {subscriber.name}  status: {subscriber.status}  "
+                f"sections: {sections}",
+                markup=False,
+            )
+            for key, value in subscriber.attributes.items():
+                console.print(f"  {key}: {value}", markup=False)
+        if suppression is not None:
+            source = f" ({suppression.source})" if suppression.source else ""
+            console.print(
+                f"suppressed: {suppression.reason}{source} since "
+                f"{suppression.created_at:%Y-%m-%d %H:%M} UTC; never mailed again",
+                markup=False,
+            )
+        for edition, number, state, updated_at, message_id, error in deliveries:
+            what = {"sent": "sent", "sending": "in doubt", "pending": "not sent yet"}.get(
+                state, state
+            )
+            extra = f", message id {message_id}" if message_id and state == "sent" else ""
+            refused = f"; {error}" if error and address in error.lower() else ""
+            failed = f": {error}" if error and state == "failed" else ""
+            console.print(
+                f"{edition}: {what} in batch {number}, {updated_at:%Y-%m-%d %H:%M:%S} UTC"
+                f"{extra}{failed}{refused}",
+                markup=False,
+            )
+        if not deliveries:
+            console.print("no edition has been sent to this address yet")
+
+
 @subscribers_app.command("add")
 def subscribers_add(
     email: Annotated[str, typer.Argument(help="The address.")],

@@ -858,6 +858,46 @@ class Store:
                 conn.execute(suppressions.insert(), new_suppressions)
         return result
 
+    def subscriber(self, email: str) -> Subscriber | None:
+        with self.begin() as conn:
+            row = conn.execute(select(subscribers).where(subscribers.c.email == email)).first()
+        return _subscriber(row) if row is not None else None
+
+    def suppression(self, email: str) -> Any | None:
+        """(reason, source, created_at) of a suppressed address, else None."""
+        with self.begin() as conn:
+            return conn.execute(
+                select(
+                    suppressions.c.reason, suppressions.c.source, suppressions.c.created_at
+                ).where(suppressions.c.email == email)
+            ).first()
+
+    def deliveries_to(self, email: str) -> list[Any]:
+        """Every send batch that holds this (lower-case) address, newest edition first:
+        (edition, number, state, updated_at, message_id, error).
+
+        A scan of the snapshots, for an operator's question about one reader; the
+        JSON is parsed to be sure it is the address and not a longer one containing it.
+        """
+        needle = json.dumps(email)
+        query = (
+            select(
+                sends.c.edition,
+                send_batches.c.number,
+                send_batches.c.state,
+                send_batches.c.updated_at,
+                send_batches.c.message_id,
+                send_batches.c.error,
+                send_batches.c.recipients,
+            )
+            .join(sends, sends.c.id == send_batches.c.send_id)
+            .where(send_batches.c.recipients.contains(needle, autoescape=True))
+            .order_by(sends.c.edition.desc(), send_batches.c.number)
+        )
+        with self.begin() as conn:
+            rows = conn.execute(query).all()
+        return [row[:6] for row in rows if any(e == email for e, _ in json.loads(row.recipients))]
+
     def iter_subscribers(
         self, status: str | None = None, chunk: int = 5000
     ) -> Iterator[Subscriber]:

@@ -127,12 +127,17 @@ def test_bad_settings_give_one_line_and_status_2(
         ["run"],
         ["collect"],
         ["draft"],
+        ["edit"],
+        ["approve"],
         ["render"],
         ["send"],
         ["sends"],
         ["subscribers"],
         ["subscribers", "import"],
+        ["subscribers", "show"],
         ["schedule"],
+        ["worker"],
+        ["web"],
     ],
 )
 def test_every_command_explains_itself(command: list[str], tmp_path: Path) -> None:
@@ -148,4 +153,34 @@ def test_unknown_edition_says_what_to_do(newsroom: Path) -> None:
     assert (
         "no edition '2031-01-01'" in result.stderr
         and "digest draft --date 2031-01-01" in result.stderr
+    )
+
+
+def test_subscribers_show_tells_what_went_out_to_whom(newsroom: Path) -> None:
+    with (newsroom / "subscribers.csv").open("a", encoding="utf-8") as handle:
+        handle.write("a_b@example.org,Underscore,,unsubscribed,\naxb@example.org,Lookalike,,,\n")
+    assert digest("run", "--date", "2025-12-05", cwd=newsroom).returncode == 0
+
+    ana = digest("subscribers", "show", "Ana.Lopez@Example.com", cwd=newsroom)
+    assert ana.returncode == 0, ana.stderr
+    lines = ana.stdout.splitlines()
+    assert lines[0].startswith("ana.lopez@example.com  Ana Lopez  status: active")
+    assert "sections: News;Politics" in lines[0] and "  city: Juneau" in lines
+    assert lines[-1].startswith("2025-12-05: sent in batch ")
+
+    # LIKE's "_" would match axb@, who was sent the edition; a_b@ left and was not.
+    left = digest("subscribers", "show", "a_b@example.org", cwd=newsroom)
+    assert left.returncode == 0, left.stderr
+    assert "status: unsubscribed" in left.stdout
+    assert "no edition has been sent to this address yet" in left.stdout
+    assert "2025-12-05" not in left.stdout
+    assert (
+        "2025-12-05: sent" in digest("subscribers", "show", "axb@example.org", cwd=newsroom).stdout
+    )
+
+    stranger = digest("subscribers", "show", "nobody@example.org", cwd=newsroom)
+    assert stranger.returncode == 1
+    assert (
+        stranger.stderr
+        == "error: nobody@example.org is not a subscriber and was never sent anything\n"
     )
