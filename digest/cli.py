@@ -97,9 +97,9 @@ def _session(config_path: Path) -> Iterator[tuple[config.Settings, Store]]:
         raise typer.Exit(exc.exit_code) from None
 
 
-def _day(settings: config.Settings, value: str | None) -> date:
+def _day(settings: config.Settings, value: str | None, *, upcoming: bool = False) -> date:
     if value is None:
-        return jobs.today(settings)
+        return jobs.upcoming(settings) if upcoming else jobs.today(settings)
     try:
         return date.fromisoformat(value)
     except ValueError:
@@ -327,7 +327,10 @@ def draft(
 
 EditionArgument = Annotated[
     str | None,
-    typer.Argument(help="The edition's date, YYYY-MM-DD (default: today in the newsroom)."),
+    typer.Argument(
+        help="The edition's date, YYYY-MM-DD (default: the next to go out: today's until "
+        "its send time, then tomorrow's)."
+    ),
 ]
 ByOption = Annotated[
     str | None,
@@ -407,7 +410,7 @@ def edit(
     ):
         changes += [editor.Change(action, ref) for ref in refs or []]  # type: ignore[arg-type]
     with _session(config_path) as (settings, store):
-        name = _day(settings, edition).isoformat()
+        name = _day(settings, edition, upcoming=True).isoformat()
         if store.load_edition(name) is None:
             jobs.draft(settings, store, date.fromisoformat(name))
         result = editor.edit(settings, store, name, changes, _who(by))
@@ -429,7 +432,7 @@ def approve(
     sends only an approved edition). Every copy is rendered first, so a broken template
     stops the approval here rather than the send."""
     with _session(config_path) as (settings, store):
-        name = _day(settings, edition).isoformat()
+        name = _day(settings, edition, upcoming=True).isoformat()
         if withdraw:
             editor.withdraw(store, name, _who(by))
             console.print(f"Edition {name} is a draft again.")

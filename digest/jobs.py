@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 # Not digest.render: it loads lxml, premailer and mjml (14 MB), which a send that
@@ -48,6 +48,13 @@ def open_store(settings: Settings) -> Store:
 def today(settings: Settings) -> date:
     """The date of the next edition: today in the newsroom's zone."""
     return datetime.now(settings.newsroom.zone).date()
+
+
+def upcoming(settings: Settings, now: datetime | None = None) -> date:
+    """The edition editors are working on: today's until its send time, then tomorrow's."""
+    local = (now or datetime.now(UTC)).astimezone(settings.newsroom.zone)
+    day = local.date()
+    return day if local.time() < settings.edition.send_time else day + timedelta(days=1)
 
 
 def collect(

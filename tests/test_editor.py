@@ -268,3 +268,15 @@ def test_digest_edit_and_approve_on_the_command_line(newsroom: Path) -> None:
     assert "(draft)" in _digest(newsroom, "edit", NAME).stdout
     bad = _digest(newsroom, "edit", "2025-13-01")
     assert bad.returncode == 2 and "'2025-13-01' is not a date" in bad.stderr
+
+
+def test_editors_work_on_today_s_edition_until_its_send_time_then_tomorrow_s(
+    settings: Settings,
+) -> None:
+    from datetime import UTC, datetime
+
+    # 06:00 in Juneau is 15:00 UTC in December.
+    assert jobs.upcoming(settings, datetime(2025, 12, 5, 14, 59, tzinfo=UTC)) == DAY
+    assert jobs.upcoming(settings, datetime(2025, 12, 5, 15, 0, tzinfo=UTC)) == date(2025, 12, 6)
+    # 23:30 in Juneau is already the next day in UTC: still the 6th, the zone decides.
+    assert jobs.upcoming(settings, datetime(2025, 12, 6, 8, 30, tzinfo=UTC)) == date(2025, 12, 6)
