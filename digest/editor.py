@@ -76,18 +76,20 @@ def _day(name: str) -> date:
         raise EditError(f"{name!r} is not an edition date; give it as YYYY-MM-DD") from None
 
 
+def _window(settings: Settings, name: str) -> rank.Window:
+    return rank.edition_window(_day(name), settings.newsroom.time_zone, settings.edition)
+
+
 def _stories(
     settings: Settings, store: Store, edition: Edition, overrides: Overrides
 ) -> list[Story]:
-    """Every story an editor may name for this edition: the window's, and any named
-    in the overrides (a pinned story from outside the window)."""
-    window = rank.edition_window(_day(edition.name), settings.newsroom.time_zone, settings.edition)
-    found = {s.url: s for s in store.stories_between(window.start, window.end)}
+    """Every story an editor may name for this edition: the ranking's candidates, the
+    dropped ones and whatever the edition holds now."""
+    found = {s.url: s for s in rank.candidates(store, _window(settings, edition.name), overrides)}
     for pick in edition.picks:
         found.setdefault(pick.story.url, pick.story)
-    named = [u for u in [overrides.lead, *overrides.pinned, *overrides.dropped] if u]
-    for url, story in store.stories_by_url(u for u in named if u not in found).items():
-        found[url] = story
+    missing = [u for u in overrides.dropped if u not in found]
+    found.update(store.stories_by_url(missing))
     return sorted(found.values(), key=lambda s: (-s.published_at.timestamp(), s.url))
 
 
@@ -197,13 +199,9 @@ def _apply(
     return replace(overrides, pinned=pinned), f"moved “{title}” {change.action}"
 
 
-def _ranked(
-    settings: Settings, store: Store, name: str, overrides: Overrides, stories: list[Story]
-) -> Edition:
+def _ranked(settings: Settings, store: Store, name: str, overrides: Overrides) -> Edition:
     """The edition as these overrides would make it, without saving anything."""
-    window = rank.edition_window(_day(name), settings.newsroom.time_zone, settings.edition)
-    views = store.views_by_url(window.first_day, window.last_day)
-    return rank.rank(stories, views, window, settings.edition, overrides)
+    return rank.rank_with(store, _window(settings, name), settings.edition, overrides)
 
 
 def _editable(store: Store, name: str) -> Edition:
@@ -233,12 +231,12 @@ def edit(
     for _attempt in range(5):
         overrides, revision = store.overrides_revision(name)
         stories = _stories(settings, store, edition, overrides)
-        current = _ranked(settings, store, name, overrides, stories)
+        current = _ranked(settings, store, name, overrides)
         actions: list[str] = []
         for change in changes:
             overrides, said = _apply(change, overrides, current, store, stories)
             actions.append(said)
-            current = _ranked(settings, store, name, overrides, stories)
+            current = _ranked(settings, store, name, overrides)
         withdrawn = edition.status == "approved"
         if withdrawn:
             actions.append("approval withdrawn by the change; approve it again")
