@@ -733,6 +733,19 @@ def subscribers_list(
             )
 
 
+def _address(email: str) -> str:
+    """The address as stored, or one line and exit status 2."""
+    from email_validator import EmailNotValidError
+
+    from digest.subscribers import normalise_email
+
+    try:
+        return normalise_email(email)
+    except EmailNotValidError as exc:
+        _error(f"{email!r} is not an e-mail address: {exc}")
+        raise typer.Exit(2) from None
+
+
 @subscribers_app.command("show")
 def subscribers_show(
     email: Annotated[str, typer.Argument(help="The address.")],
@@ -740,14 +753,8 @@ def subscribers_show(
 ) -> None:
     """One subscriber: status, sections, why they are suppressed, and every edition
     sent to them (the batch, its state, the provider's message id)."""
-    from digest.subscribers import normalise_email
-
     with _session(config_path) as (_settings, store):
-        try:
-            address = normalise_email(email)
-        except ValueError as exc:
-            _error(f"{email!r}: {exc}")
-            raise typer.Exit(2) from None
+        address = _address(email)
         subscriber = store.subscriber(address)
         suppression = store.suppression(address)
         deliveries = store.deliveries_to(address)
@@ -796,17 +803,12 @@ def subscribers_add(
     config_path: ConfigOption = Path("digest.toml"),
 ) -> None:
     """Add one subscriber (an address that left stays unsubscribed)."""
-    from email_validator import EmailNotValidError
 
     from digest.models import Subscriber
-    from digest.subscribers import normalise_email, parse_sections
+    from digest.subscribers import parse_sections
 
     with _session(config_path) as (_settings, store):
-        try:
-            address = normalise_email(email)
-        except EmailNotValidError as exc:
-            _error(f"{email!r} is not an e-mail address: {exc}")
-            raise typer.Exit(2) from None
+        address = _address(email)
         parts = parse_sections(sections)
         added, _updated, kept_out = store.upsert_subscribers([Subscriber(address, name, parts)])
         if kept_out:
