@@ -184,3 +184,6 @@ def test_subscribers_show_tells_what_went_out_to_whom(newsroom: Path) -> None:
         stranger.stderr
         == "error: nobody@example.org is not a subscriber and was never sent anything\n"
     )
+    bad = digest("subscribers", "show", "bob@@example.com", cwd=newsroom)
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("error: 'bob@@example.com' is not an e-mail address")
