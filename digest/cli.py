@@ -295,10 +295,21 @@ def collect(
             "Default: the sources in digest.toml.",
         ),
     ] = None,
+    page: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--page", help="An article page: URL, file, glob or .txt list; repeatable, in order."
+        ),
+    ] = None,
+    cms: Annotated[
+        list[str] | None,
+        typer.Option("--cms", help="A WordPress REST posts URL or a JSON Feed; repeatable."),
+    ] = None,
 ) -> None:
-    """Read the newsroom's feeds and page-view exports into the store."""
+    """Read the newsroom's sources (feeds, CMS, article pages, page-view exports) into the
+    store. Naming any source with --source, --page or --cms reads only those."""
     with _session(config_path) as (settings, store):
-        result = jobs.collect(settings, store, source)
+        result = jobs.collect(settings, store, source, pages=page, cms=cms)
         console.print(
             f"{result.new} new stories, {result.updated} updated, "
             f"{result.pageview_rows} page-view rows"

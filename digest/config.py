@@ -46,10 +46,16 @@ class Sender:
     unsubscribe_mailto: str = ""
 
 
+#: The keys of digest.toml's [sources] table.
+SOURCE_KINDS = ("feeds", "pageviews", "pages", "cms")
+
+
 @dataclass(frozen=True)
 class Sources:
     feeds: tuple[str, ...] = ()
     pageviews: tuple[str, ...] = ()
+    pages: tuple[str, ...] = ()  # article pages: URLs, files, globs, .txt lists; in order
+    cms: tuple[str, ...] = ()  # WordPress REST posts or JSON Feed, by URL or file
 
 
 @dataclass(frozen=True)
@@ -229,11 +235,21 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
         raise ConfigError(f"{path}: [sender] from_email {sender.from_email!r} is not an address")
 
     so = _section(raw, "sources", path)
+    unknown = sorted(set(so) - set(SOURCE_KINDS))
+    if unknown:
+        raise ConfigError(
+            f"{path}: [sources] {unknown[0]} is not a kind of source; "
+            f"use {', '.join(SOURCE_KINDS[:-1])} or {SOURCE_KINDS[-1]}"
+        )
+
+    def source_list(kind: str) -> tuple[str, ...]:
+        return tuple(_resolve_source(base, s) for s in _str_list(so, kind, path, "sources"))
+
     sources = Sources(
-        feeds=tuple(_resolve_source(base, f) for f in _str_list(so, "feeds", path, "sources")),
-        pageviews=tuple(
-            _resolve_source(base, f) for f in _str_list(so, "pageviews", path, "sources")
-        ),
+        feeds=source_list("feeds"),
+        pageviews=source_list("pageviews"),
+        pages=source_list("pages"),
+        cms=source_list("cms"),
     )
 
     ed = _section(raw, "edition", path)

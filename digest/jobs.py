@@ -58,13 +58,26 @@ def upcoming(settings: Settings, now: datetime | None = None) -> date:
 
 
 def collect(
-    settings: Settings, store: Store, sources: Sequence[str] | None = None
+    settings: Settings,
+    store: Store,
+    sources: Sequence[str] | None = None,
+    *,
+    pages: Sequence[str] | None = None,
+    cms: Sequence[str] | None = None,
 ) -> CollectResult:
-    if not sources:
+    """Collect digest.toml's sources, or only the ones given: `sources` are feeds and
+    page-view CSVs (by the .csv ending), `pages` article pages, `cms` CMS exports."""
+    if not (sources or pages or cms):
         return collect_all(settings, store)
-    feeds = [s for s in sources if not s.lower().endswith(".csv")]
-    views = [s for s in sources if s.lower().endswith(".csv")]
-    return collect_all(settings, store, feeds=feeds, pageviews=views)
+    given = list(sources or [])
+    return collect_all(
+        settings,
+        store,
+        feeds=[s for s in given if not s.lower().endswith(".csv")],
+        pageviews=[s for s in given if s.lower().endswith(".csv")],
+        pages=list(pages or []),
+        cms=list(cms or []),
+    )
 
 
 def draft(settings: Settings, store: Store, day: date) -> Edition:

@@ -1,17 +1,24 @@
 """Collect: bring the day's stories and page views into the store.
 
-Each source kind has its own module; `collect_all` runs the ones digest.toml names.
+Each source kind has its own module (feeds.py: RSS/Atom, cms.py: WordPress REST or
+JSON Feed, pages.py: article pages, pageviews.py: analytics CSV); `collect_all` runs
+the ones digest.toml names.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
+from digest.collect.cms import read_cms
 from digest.collect.feeds import read_feed
+from digest.collect.pages import read_pages
 from digest.collect.pageviews import read_pageviews
 from digest.config import Settings
 from digest.errors import InputError
+from digest.models import Story
 from digest.store import Store
 
 log = logging.getLogger("digest.collect")
@@ -30,22 +37,46 @@ def collect_all(
     store: Store,
     feeds: list[str] | None = None,
     pageviews: list[str] | None = None,
+    pages: list[str] | None = None,
+    cms: list[str] | None = None,
 ) -> CollectResult:
-    """Read every feed and page-view export; one bad source never stops the others."""
+    """Read every feed, CMS export, article page and page-view export; one bad source
+    never stops the others. A kind left as None is read from digest.toml; [] reads none.
+    """
+    sources = settings.sources
+    feeds = list(sources.feeds) if feeds is None else feeds
+    pageviews = list(sources.pageviews) if pageviews is None else pageviews
+    pages = list(sources.pages) if pages is None else pages
+    cms = list(sources.cms) if cms is None else cms
+    zone = settings.newsroom.zone
     result = CollectResult()
-    for source in settings.sources.feeds if feeds is None else feeds:
-        try:
-            stories = read_feed(source)
-        except InputError as exc:
-            log.error("%s", exc)
-            result.failed_sources.append(source)
-            continue
+
+    def keep(stories: list[Story]) -> None:
         new, updated = store.upsert_stories(stories)
         result.new += new
         result.updated += updated
-    for source in settings.sources.pageviews if pageviews is None else pageviews:
+
+    def gather(source: str, read: Callable[[], list[Story]]) -> None:
         try:
-            rows = read_pageviews(source, settings.newsroom.zone)
+            stories = read()
+        except InputError as exc:
+            log.error("%s", exc)
+            result.failed_sources.append(source)
+            return
+        keep(stories)
+
+    for source in feeds:
+        gather(source, partial(read_feed, source))
+    for source in cms:
+        gather(source, partial(read_cms, source, zone))
+    if pages:
+        # One list, read together: its order is the newsroom's order of importance.
+        harvest = read_pages(pages, zone)
+        result.failed_sources += harvest.failed
+        keep(harvest.stories)
+    for source in pageviews:
+        try:
+            rows = read_pageviews(source, zone)
         except InputError as exc:
             log.error("%s", exc)
             result.failed_sources.append(source)

@@ -14,7 +14,7 @@ from urllib.parse import urljoin, urlsplit
 import feedparser
 import httpx
 
-from digest.collect.urls import canonical_url, is_safe_link
+from digest.collect.urls import canonical_url, is_safe_link, safe_image_url
 from digest.errors import InputError
 from digest.models import Story
 
@@ -22,13 +22,24 @@ log = logging.getLogger("digest.collect")
 
 USER_AGENT = "digest/0.1 (+https://github.com/; daily newsletter collector)"
 _TAG = re.compile(r"<[^>]+>")
+# A script or style element's body is code, not words: it goes with its tags.
+_HIDDEN = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 _SPACE = re.compile(r"\s+")
 _TRAILING_CREDIT = re.compile(r"\s*\(([^()]*)\)\s*$")
 
 
 def plain_text(value: str) -> str:
     """Markup out, entities decoded, white space folded: titles and deks are plain text."""
-    return _SPACE.sub(" ", html.unescape(_TAG.sub("", value or ""))).strip()
+    return _SPACE.sub(" ", html.unescape(_TAG.sub("", _HIDDEN.sub("", value or "")))).strip()
+
+
+def split_credit(caption: str) -> tuple[str, str]:
+    """(caption, credit): newsroom captions often end with the credit in parentheses,
+    "(Doug Mills/NYT)"."""
+    match = _TRAILING_CREDIT.search(caption)
+    if not match:
+        return caption, ""
+    return caption[: match.start()].strip(), match.group(1).strip()
 
 
 def fetch(source: str, timeout: float = 20.0) -> tuple[bytes, str]:
@@ -75,10 +86,7 @@ def _image(entry: Any, base: str) -> tuple[str, str, str]:
             if link.get("rel") == "enclosure" and link.get("type", "").startswith("image/"):
                 url = link.get("href", "")
                 break
-    if url:
-        url = urljoin(base, url)
-        if urlsplit(url).scheme not in ("http", "https", "file"):
-            url = ""
+    url = safe_image_url(url, base)
     caption = plain_text(entry.get("media_description", "") or "")
     if not caption and entry.get("media_content"):
         # feedparser 6 files <media:description> as a text/plain content item
@@ -91,11 +99,7 @@ def _image(entry: Any, base: str) -> tuple[str, str, str]:
     if credits:
         credit = plain_text(credits[0].get("content", ""))
     if caption and not credit:
-        # Newsroom captions often end with the credit in parentheses: "(Doug Mills/NYT)".
-        match = _TRAILING_CREDIT.search(caption)
-        if match:
-            credit = match.group(1).strip()
-            caption = caption[: match.start()].strip()
+        caption, credit = split_credit(caption)
     return url, caption, credit
 
 

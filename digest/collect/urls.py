@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 # Parameters that say how a reader arrived, not what they read.
 _TRACKING_PREFIXES = ("utm_", "mc_", "pk_", "mtm_", "_hs")
@@ -33,3 +33,21 @@ def is_safe_link(url: str) -> bool:
     """Only http(s) links may reach an email: no javascript:, data:, vbscript: ..."""
     scheme = urlsplit(url.strip()).scheme.lower()
     return scheme in SAFE_LINK_SCHEMES
+
+
+def safe_image_url(url: str, base: str) -> str:
+    """The picture's absolute URL if an email may load it, else "".
+
+    http(s) always; file: only when the source itself is a local file (the sample
+    newsroom's pictures), never from a feed or page fetched over the network.
+    javascript:, data: and the like never pass.
+    """
+    if not url or not url.strip():
+        return ""
+    absolute = urljoin(base, url.strip())
+    scheme = urlsplit(absolute).scheme.lower()
+    if scheme in SAFE_LINK_SCHEMES:
+        return absolute
+    if scheme == "file" and urlsplit(base).scheme.lower() == "file":
+        return absolute
+    return ""
