@@ -646,7 +646,8 @@ def web(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
 ) -> None:
-    """Serve the unsubscribe pages and the SendGrid event webhook (foreground).
+    """Serve the unsubscribe pages, the SendGrid event webhook and the newsroom's
+    editor and sends pages (foreground).
 
     Every email links to \\[web] base_url in digest.toml: serve this there,
     behind a reverse proxy with HTTPS, or readers cannot leave (mail clients
@@ -654,6 +655,8 @@ def web(
 
     /unsubscribe/TOKEN: GET shows the page, POST unsubscribes.
     POST /webhooks/sendgrid: needs SENDGRID_WEBHOOK_VERIFICATION_KEY.
+    /editor (preview, pin, drop, reorder, approve) and /sends (read-only): need
+    DIGEST_EDITOR_PASSWORD; sign in with your name and that password.
     GET /healthz: "ok". See docs/web.md. Ctrl-C or SIGTERM stops it.
     """
     import uvicorn

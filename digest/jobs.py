@@ -129,7 +129,10 @@ def render_fingerprint(settings: Settings, edition: Edition) -> str:
     )
     templates = settings.templates_dir
     for path in sorted(p for p in templates.rglob("*") if p.is_file()):
-        made_of.update(str(path.relative_to(templates)).encode() + b"\0" + path.read_bytes())
+        relative = path.relative_to(templates)
+        if relative.parts[0] == "web":  # the web app's pages: no email is made of them
+            continue
+        made_of.update(str(relative).encode() + b"\0" + path.read_bytes())
     made_of.update(Path(__file__).with_name("render.py").read_bytes())
     return made_of.hexdigest()
 

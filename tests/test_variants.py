@@ -194,6 +194,22 @@ def test_a_template_change_before_the_send_is_rendered_anew(
     store.close()
 
 
+def test_a_web_page_template_change_leaves_the_email_copies_as_they_are(
+    run_settings: Settings, tmp_path: Path
+) -> None:
+    settings = _templates(run_settings, tmp_path / "templates")
+    store = jobs.open_store(settings)
+    jobs.collect(settings, store)
+    edition = jobs.draft(settings, store, DAY)
+    before = jobs.render_fingerprint(settings, edition)
+    page = tmp_path / "templates" / "web" / "editor.html.j2"
+    page.write_text(page.read_text() + "<!-- a new button -->")
+    assert jobs.render_fingerprint(settings, edition) == before
+    _mark_footer(tmp_path / "templates", "AN EMAIL CHANGE")
+    assert jobs.render_fingerprint(settings, edition) != before
+    store.close()
+
+
 def test_sendgrid_requests_carry_one_copy_each(tmp_path: Path) -> None:
     settings = config.load(
         copy_newsroom(tmp_path),

@@ -1,24 +1,19 @@
 """The web app: the unsubscribe pages (RFC 8058 one-click) and SendGrid's signed event
-webhook, both ending in suppressions.
+webhook, both ending in suppressions; the sent editions' web copies; and, for the
+newsroom only, the editor's pages (editor_pages) and the operators' (sends_pages).
 
-Thin: requests in, pages out. What happens is decided by digest.subscribers (leaving)
-and digest.send.sendgrid_events (SendGrid's events).
+Thin: requests in, pages out. What happens is decided by digest.subscribers (leaving),
+digest.send.sendgrid_events (SendGrid's events), digest.editor and digest.jobs.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
-from email.parser import BytesParser
-from email.policy import default as default_policy
 from functools import partial
-from typing import Any
-from urllib.parse import parse_qs
 
-import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -26,7 +21,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from digest import jobs
-from digest.config import DEFAULT_TEMPLATES, Settings
+from digest.config import Settings
 from digest.send import sendgrid_events
 from digest.send.sendgrid_events import (
     MalformedEvents,
@@ -36,6 +31,10 @@ from digest.send.sendgrid_events import (
 )
 from digest.store import Store
 from digest.subscribers import left_already, masked, token_address, unsubscribe
+from digest.web import editor_pages, sends_pages
+from digest.web.access import OFF, Guard
+from digest.web.forms import form_fields, read_body
+from digest.web.pages import READER_HEADERS, Pages
 
 log = logging.getLogger("digest.web")
 
@@ -43,93 +42,22 @@ log = logging.getLogger("digest.web")
 MAX_FORM_BYTES = 64 * 1024
 MAX_WEBHOOK_BYTES = 10 * 1024 * 1024
 
-#: The pages carry a token that can unsubscribe someone: no cache keeps them, no
-#: Referer takes the URL to the newsroom's site, no script runs, no frame holds them.
-_PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    ),
-}
 #: An edition's web copy shows its pictures (from the newsroom's site); nothing else
 #: changes: it is the email's HTML, which holds no script (render.check_html).
 _EDITION_HEADERS = {
-    **_PAGE_HEADERS,
+    **READER_HEADERS,
     "Content-Security-Policy": (
         "default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; "
         "frame-ancestors 'none'; base-uri 'none'"
     ),
 }
-_HEX_COLOR = re.compile(r"#[0-9a-fA-F]{3,8}")
-
-
-class _Pages:
-    """The HTML pages, from templates/web (autoescaped), in the newsroom's name and colour."""
-
-    def __init__(self, settings: Settings) -> None:
-        # A newsroom with its own [templates] dir may have no web/ folder: fall back to ours.
-        folders = dict.fromkeys([settings.templates_dir / "web", DEFAULT_TEMPLATES / "web"])
-        self._env = jinja2.Environment(
-            loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(f)) for f in folders]),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,
-        )
-        color = settings.newsroom.brand_color
-        self._common = {
-            "newsroom": settings.newsroom,
-            # It lands inside <style>, where HTML escaping does not protect.
-            "brand_color": color if _HEX_COLOR.fullmatch(color) else "#1a4e8a",
-            "contact": settings.sender.reply_to or settings.sender.from_email,
-        }
-
-    def render(self, name: str, status: int = 200, **values: Any) -> HTMLResponse:
-        html = self._env.get_template(name).render(**self._common, **values)
-        return HTMLResponse(html, status_code=status, headers=_PAGE_HEADERS)
-
-
-async def _body(request: Request, limit: int) -> bytes | None:
-    """The request body, or None when it is longer than `limit` (read no further)."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _form(content_type: str, body: bytes) -> dict[str, list[str]]:
-    """A form body's fields, without python-multipart.
-
-    RFC 8058 section 3.1: the one-click POST SHOULD be multipart/form-data and MAY be
-    application/x-www-form-urlencoded (what Gmail sends, per its sender guidelines,
-    https://support.google.com/mail/answer/81126). The stdlib email parser reads
-    the first, parse_qs the second.
-    """
-    if content_type.lower().startswith("multipart/form-data"):
-        head = b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n"
-        try:
-            message = BytesParser(policy=default_policy).parsebytes(head + body)
-            fields: dict[str, list[str]] = {}
-            for part in message.iter_parts():
-                name = part.get_param("name", header="content-disposition")
-                if isinstance(name, str):
-                    fields.setdefault(name, []).append(str(part.get_content()).strip())
-            return fields
-        except (ValueError, LookupError, TypeError):
-            return {}
-    return parse_qs(body.decode("utf-8", "replace"))
 
 
 def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     """The app for one newsroom. Opens the store unless given one (then the caller closes it)."""
     owned = store is None
     db = jobs.open_store(settings) if store is None else store
-    pages = _Pages(settings)
+    pages = Pages(settings)
     secret = settings.secret_key
     try:
         verifier: Verifier | None = Verifier.from_env(settings.env)
@@ -137,6 +65,9 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     except WebhookNotConfigured as exc:
         verifier, unusable = None, str(exc)
         log.warning("sendgrid webhook off: %s", unusable)
+    guard = Guard(settings, pages)
+    if not guard.on:
+        log.warning(OFF)
 
     async def healthz(_request: Request) -> Response:
         return PlainTextResponse("ok")
@@ -158,8 +89,8 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         email = token_address(secret, request.path_params["token"])
         if email is None:
             return pages.render("unsubscribe_broken.html.j2", status=400)
-        body = await _body(request, MAX_FORM_BYTES)
-        fields = _form(request.headers.get("content-type", ""), body or b"")
+        body = await read_body(request, MAX_FORM_BYTES)
+        fields = form_fields(request.headers.get("content-type", ""), body or b"")
         source = "one-click" if fields.get("List-Unsubscribe") == ["One-Click"] else "web"
         done = await run_in_threadpool(unsubscribe, db, email, source)
         if done.now:
@@ -177,7 +108,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     async def sendgrid_webhook(request: Request) -> Response:
         if verifier is None:
             return PlainTextResponse(unusable, status_code=503)
-        body = await _body(request, MAX_WEBHOOK_BYTES)
+        body = await read_body(request, MAX_WEBHOOK_BYTES)
         if body is None:
             return PlainTextResponse(f"body over {MAX_WEBHOOK_BYTES} bytes", status_code=413)
         receive: Callable[[], sendgrid_events.EventReport] = partial(
@@ -215,6 +146,8 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             Route("/unsubscribe/{token}", leave, methods=["POST"]),
             Route("/editions/{name}", edition, methods=["GET"]),
             Route("/webhooks/sendgrid", sendgrid_webhook, methods=["POST"]),
+            *editor_pages.routes(settings, db, pages, guard),
+            *sends_pages.routes(settings, db, pages, guard),
         ],
         lifespan=lifespan,
     )

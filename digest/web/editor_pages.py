@@ -1,0 +1,214 @@
+"""The editor's pages: the draft beside its preview, with a button for every change.
+
+GET /editor                  -> 303 to the next edition (jobs.upcoming)
+GET /editor/{name}           the edition: slots, scores and why, the change record
+GET /editor/{name}/preview   the whole edition's email HTML, as a preview (framed)
+POST /editor/{name}          one change (`action`, `ref`), then 303 back with a flash
+
+Every change is made by digest.editor (or digest.jobs for a draft or a test copy):
+these pages only show what it says. The forms work without JavaScript.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime
+from typing import Any, cast
+from urllib.parse import urlencode
+
+from email_validator import EmailNotValidError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from digest import editor, jobs
+from digest.collect.urls import is_safe_link
+from digest.config import Settings
+from digest.errors import DigestError, NotFoundError
+from digest.rank import WEIGHTS
+from digest.store import Store
+from digest.subscribers import normalise_email
+from digest.web.access import NEWSROOM_HEADERS, PREVIEW_HEADERS, TOKEN_FIELD, Editor, Guard
+from digest.web.forms import form_fields, read_body
+from digest.web.pages import Pages, root_of
+
+log = logging.getLogger("digest.web")
+
+#: A form of these pages is a few hundred bytes; a subject is at most 150 characters.
+MAX_FORM_BYTES = 16 * 1024
+#: The preview's phone width: the iPhone SE/mini's CSS width, the narrowest in common use.
+PHONE_WIDTH = 375
+#: What the page's buttons may ask for besides editor.ACTIONS.
+OTHER_ACTIONS = ("approve", "withdraw", "test", "draft")
+_LONGEST_FLASH = 600
+
+
+def _day(name: str) -> date | None:
+    try:
+        return date.fromisoformat(name) if len(name) == 10 else None
+    except ValueError:
+        return None
+
+
+def _field(fields: dict[str, list[str]], name: str) -> str:
+    return (fields.get(name) or [""])[0]
+
+
+def _width(value: str) -> int | None:
+    return PHONE_WIDTH if value == str(PHONE_WIDTH) else None
+
+
+def routes(settings: Settings, store: Store, pages: Pages, guard: Guard) -> list[Route]:
+    zone = settings.newsroom.zone
+
+    def local_time(moment: datetime) -> str:
+        return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+    def page(
+        request: Request, template: str, who: Editor, status: int = 200, **values: Any
+    ) -> Response:
+        return pages.render(
+            template,
+            status=status,
+            headers=NEWSROOM_HEADERS,
+            root=root_of(request.url.path),
+            who=who.name,
+            csrf_field=TOKEN_FIELD,
+            csrf=who.form_token,
+            **values,
+        )
+
+    def not_an_edition(request: Request, who: Editor, name: str) -> Response:
+        return page(
+            request,
+            "newsroom_message.html.j2",
+            who,
+            status=404,
+            title="No such edition",
+            lines=[f"{name!r} is not an edition date: editions are named YYYY-MM-DD."],
+        )
+
+    def back(name: str, kind: str, message: str, width: int | None, at: str = "") -> Response:
+        """303 to the edition's page with a one-line flash (signed: see Guard.sign)."""
+        message = " ".join(message.split())[:_LONGEST_FLASH]
+        query = {kind: message, "sig": guard.sign(kind + message)}
+        if at:
+            query["at"] = at
+        if width:
+            query["width"] = str(width)
+        # Relative: the app may sit under any path of the newsroom's proxy.
+        return RedirectResponse(f"{name}?{urlencode(query)}", status_code=303)
+
+    async def upcoming(_request: Request, _who: Editor) -> Response:
+        return RedirectResponse(f"editor/{jobs.upcoming(settings).isoformat()}", status_code=303)
+
+    async def edition(request: Request, who: Editor) -> Response:
+        name = request.path_params["name"]
+        if _day(name) is None:
+            return not_an_edition(request, who, name)
+        query = request.query_params
+        flash: tuple[str, str] | None = None
+        for kind in ("done", "error"):
+            said = query.get(kind)
+            if said is not None and guard.signed(kind + said, query.get("sig", "")):
+                flash = (kind, said)
+        try:
+            view = await run_in_threadpool(editor.view, settings, store, name)
+        except NotFoundError:
+            return page(request, "editor_missing.html.j2", who, status=404, name=name, flash=flash)
+        return page(
+            request,
+            "editor.html.j2",
+            who,
+            name=name,
+            view=view,
+            edition=view.edition,
+            read_only=view.has_send,
+            pinned={view.overrides.lead, *view.overrides.pinned} - {""},
+            flash=flash,
+            flash_at=query.get("at", ""),
+            width=_width(query.get("width", "")),
+            phone_width=PHONE_WIDTH,
+            weights=WEIGHTS,
+            max_subject=editor.MAX_SUBJECT,
+            events=list(reversed(view.events)),
+            local_time=local_time,
+            is_safe_link=is_safe_link,
+        )
+
+    async def preview(request: Request, _who: Editor) -> Response:
+        name = request.path_params["name"]
+        if _day(name) is None:
+            return PlainTextResponse("no such edition", status_code=404, headers=NEWSROOM_HEADERS)
+        try:
+            rendered = await run_in_threadpool(jobs.render_edition, settings, store, name)
+        except NotFoundError:
+            return PlainTextResponse(
+                f"no edition {name} yet", status_code=404, headers=NEWSROOM_HEADERS
+            )
+        html = rendered.html
+        for token, value in jobs.preview_values(settings).items():
+            html = html.replace(token, value)
+        return Response(html, media_type="text/html", headers=PREVIEW_HEADERS)
+
+    def change(name: str, action: str, ref: str, who: str) -> tuple[str, str]:
+        """Make the change; (flash, where on the page it belongs). DigestError says why not."""
+        if action in editor.ACTIONS:
+            asked = editor.Change(cast(editor.Action, action), ref)
+            result = editor.edit(settings, store, name, [asked], who)
+            return "; ".join(result.actions) or "nothing to change", ""
+        if action == "approve":
+            approved = editor.approve(settings, store, name, who)
+            return f"approved: “{approved.subject}”", ""
+        if action == "withdraw":
+            editor.withdraw(store, name, who)
+            return "approval withdrawn: the edition is a draft again", ""
+        if action == "test":
+            return send_test(name, ref), "test"
+        if action == "draft":
+            if store.load_edition(name) is not None:
+                return f"edition {name} is drafted already", ""
+            drafted = jobs.draft(settings, store, date.fromisoformat(name))
+            return f"drafted edition {name}: {len(drafted.picks)} picks", ""
+        known = ", ".join((*editor.ACTIONS, *OTHER_ACTIONS))
+        raise editor.EditError(f"unknown action {action!r}; one of: {known}")
+
+    def send_test(name: str, address: str) -> str:
+        if not address.strip():
+            raise editor.EditError("give the address to send the test copy to")
+        try:
+            email = normalise_email(address)
+        except EmailNotValidError as exc:
+            raise editor.EditError(f"{address.strip()!r} is not an e-mail address: {exc}") from None
+        jobs.send_test(settings, store, name, [email])
+        return f"sent a [TEST] copy of {name} to {email}"
+
+    async def post(request: Request, who: Editor) -> Response:
+        name = request.path_params["name"]
+        body = await read_body(request, MAX_FORM_BYTES)
+        if body is None:
+            return PlainTextResponse(
+                f"form over {MAX_FORM_BYTES} bytes", status_code=413, headers=NEWSROOM_HEADERS
+            )
+        fields = form_fields(request.headers.get("content-type", ""), body)
+        refused = guard.check_form(request, who, fields)
+        if refused is not None:
+            return refused
+        if _day(name) is None:
+            return not_an_edition(request, who, name)
+        action, ref = _field(fields, "action"), _field(fields, "ref")
+        width = _width(_field(fields, "width"))
+        try:
+            said, at = await run_in_threadpool(change, name, action, ref, who.name)
+        except DigestError as exc:
+            return back(name, "error", str(exc), width, at="test" if action == "test" else "")
+        log.info("editor %s on edition %s: %s", who.name, name, said)
+        return back(name, "done", said, width, at)
+
+    return [
+        Route("/editor", guard.protect(upcoming), methods=["GET"]),
+        Route("/editor/{name}", guard.protect(edition), methods=["GET"]),
+        Route("/editor/{name}", guard.protect(post), methods=["POST"]),
+        Route("/editor/{name}/preview", guard.protect(preview), methods=["GET"]),
+    ]
