@@ -291,8 +291,8 @@ def collect(
         list[str] | None,
         typer.Option(
             "--source",
-            help="A feed or page-view CSV (path or URL); repeatable. "
-            "Default: the sources in digest.toml.",
+            help="A feed, a page-view CSV (*.csv) or an access log (*.log*): path or URL "
+            "(a log: a path or glob); repeatable. Default: the sources in digest.toml.",
         ),
     ] = None,
     page: Annotated[

@@ -47,7 +47,7 @@ class Sender:
 
 
 #: The keys of digest.toml's [sources] table.
-SOURCE_KINDS = ("feeds", "pageviews", "pages", "cms")
+SOURCE_KINDS = ("feeds", "pageviews", "pages", "cms", "access_logs")
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,7 @@ class Sources:
     pageviews: tuple[str, ...] = ()
     pages: tuple[str, ...] = ()  # article pages: URLs, files, globs, .txt lists; in order
     cms: tuple[str, ...] = ()  # WordPress REST posts or JSON Feed, by URL or file
+    access_logs: tuple[str, ...] = ()  # web server logs (combined format): files, globs, .gz
 
 
 @dataclass(frozen=True)
@@ -250,6 +251,7 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
         pageviews=source_list("pageviews"),
         pages=source_list("pages"),
         cms=source_list("cms"),
+        access_logs=source_list("access_logs"),
     )
 
     ed = _section(raw, "edition", path)

@@ -65,18 +65,22 @@ def collect(
     pages: Sequence[str] | None = None,
     cms: Sequence[str] | None = None,
 ) -> CollectResult:
-    """Collect digest.toml's sources, or only the ones given: `sources` are feeds and
-    page-view CSVs (by the .csv ending), `pages` article pages, `cms` CMS exports."""
+    """Collect digest.toml's sources, or only the ones given: `sources` are feeds,
+    page-view CSVs (by the .csv ending) and access logs (a name with ".log" in it:
+    access.log, access.log.2.gz), `pages` article pages, `cms` CMS exports."""
     if not (sources or pages or cms):
         return collect_all(settings, store)
     given = list(sources or [])
+    csvs = [s for s in given if s.lower().endswith(".csv")]
+    logs = [s for s in given if s not in csvs and ".log" in Path(s).name.lower()]
     return collect_all(
         settings,
         store,
-        feeds=[s for s in given if not s.lower().endswith(".csv")],
-        pageviews=[s for s in given if s.lower().endswith(".csv")],
+        feeds=[s for s in given if s not in csvs and s not in logs],
+        pageviews=csvs,
         pages=list(pages or []),
         cms=list(cms or []),
+        access_logs=logs,
     )
 
 

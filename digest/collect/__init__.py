@@ -1,8 +1,8 @@
 """Collect: bring the day's stories and page views into the store.
 
 Each source kind has its own module (feeds.py: RSS/Atom, cms.py: WordPress REST or
-JSON Feed, pages.py: article pages, pageviews.py: analytics CSV); `collect_all` runs
-the ones digest.toml names.
+JSON Feed, pages.py: article pages, pageviews.py: analytics CSV, accesslogs.py: web
+server logs); `collect_all` runs the ones digest.toml names.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
+from digest.collect.accesslogs import read_access_logs
 from digest.collect.cms import read_cms
 from digest.collect.feeds import read_feed
 from digest.collect.pages import read_pages
@@ -39,15 +40,17 @@ def collect_all(
     pageviews: list[str] | None = None,
     pages: list[str] | None = None,
     cms: list[str] | None = None,
+    access_logs: list[str] | None = None,
 ) -> CollectResult:
-    """Read every feed, CMS export, article page and page-view export; one bad source
-    never stops the others. A kind left as None is read from digest.toml; [] reads none.
+    """Read every feed, CMS export, article page, page-view export and access log; one
+    bad source never stops the others. A kind left as None is read from digest.toml; [] reads none.
     """
     sources = settings.sources
     feeds = list(sources.feeds) if feeds is None else feeds
     pageviews = list(sources.pageviews) if pageviews is None else pageviews
     pages = list(sources.pages) if pages is None else pages
     cms = list(sources.cms) if cms is None else cms
+    access_logs = list(sources.access_logs) if access_logs is None else access_logs
     zone = settings.newsroom.zone
     result = CollectResult()
 
@@ -77,6 +80,14 @@ def collect_all(
     for source in pageviews:
         try:
             rows = read_pageviews(source, zone)
+        except InputError as exc:
+            log.error("%s", exc)
+            result.failed_sources.append(source)
+            continue
+        result.pageview_rows += store.upsert_pageviews(rows)
+    for source in access_logs:
+        try:
+            rows = read_access_logs(source, settings.newsroom.website, zone).rows
         except InputError as exc:
             log.error("%s", exc)
             result.failed_sources.append(source)
