@@ -9,7 +9,6 @@ import random
 import shutil
 import subprocess
 import sys
-import time
 from collections import Counter
 from datetime import date
 from pathlib import Path
@@ -407,7 +406,6 @@ print((after - before) * scale / 2**20, read.files[0].lines, read.files[0].views
 
 
 def test_a_200k_line_log_is_read_in_bounded_memory(tmp_path: Path) -> None:
-    started = time.monotonic()
     log = tmp_path / "access.log"
     _big_log(log, 200_000)
     # Held as Python strings, its lines would take the file's size and 49 bytes more each.
@@ -423,4 +421,3 @@ def test_a_200k_line_log_is_read_in_bounded_memory(tmp_path: Path) -> None:
     grown, lines, views = done.stdout.split()
     assert (int(lines), int(views)) == (200_000, VIEWS)
     assert float(grown) < PEAK_MB < held / 2
-    assert time.monotonic() - started < 5
