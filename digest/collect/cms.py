@@ -20,10 +20,9 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any
-from urllib.parse import urljoin
 
-from digest.collect.feeds import fetch, plain_text, split_credit
-from digest.collect.urls import canonical_url, is_safe_link, safe_image_url
+from digest.collect.feeds import entry_link, fetch, plain_text, split_credit
+from digest.collect.urls import canonical_url, safe_image_url
 from digest.errors import InputError
 from digest.models import Story
 
@@ -103,12 +102,8 @@ def _stories(entries: list[_Entry | None], source: str, base: str, date_field: s
             continue
         title = entry.title
         where = f"{source}: entry {number}" + (f" ({title[:60]!r})" if title else "")
-        if not entry.link:
-            log.warning("%s: no link; skipped (a story needs a URL to point readers to)", where)
-            continue
-        link = urljoin(base, entry.link)
-        if not is_safe_link(link):
-            log.warning("%s: link %r is not http(s); skipped", where, link[:80])
+        link = entry_link(where, entry.link, base)
+        if not link:
             continue
         if not title:
             log.warning("%s: no title; skipped", where)

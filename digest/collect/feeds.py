@@ -42,6 +42,18 @@ def split_credit(caption: str) -> tuple[str, str]:
     return caption[: match.start()].strip(), match.group(1).strip()
 
 
+def entry_link(where: str, link: str, base: str) -> str:
+    """An entry's absolute http(s) link, or "" after one warning line saying why not."""
+    if not link:
+        log.warning("%s: no link; skipped (a story needs a URL to point readers to)", where)
+        return ""
+    absolute = urljoin(base, link)
+    if not is_safe_link(absolute):
+        log.warning("%s: link %r is not http(s); skipped", where, absolute[:80])
+        return ""
+    return absolute
+
+
 def fetch(source: str, timeout: float = 20.0) -> tuple[bytes, str]:
     """The raw bytes of a feed or export, and the base URL relative links resolve against."""
     if urlsplit(source).scheme in ("http", "https"):
@@ -125,13 +137,8 @@ def parse_feed(data: bytes, source: str, base: str) -> list[Story]:
     for number, entry in enumerate(parsed.entries, start=1):
         title = plain_text(entry.get("title", ""))
         where = f"{source}: entry {number}" + (f" ({title[:60]!r})" if title else "")
-        link = entry.get("link", "") or ""
+        link = entry_link(where, entry.get("link", "") or "", base)
         if not link:
-            log.warning("%s: no link; skipped (a story needs a URL to point readers to)", where)
-            continue
-        link = urljoin(base, link)
-        if not is_safe_link(link):
-            log.warning("%s: link %r is not http(s); skipped", where, link[:80])
             continue
         if not title:
             log.warning("%s: no title; skipped", where)

@@ -29,9 +29,9 @@ from digest.errors import DigestError, NotFoundError
 from digest.rank import WEIGHTS
 from digest.store import Store
 from digest.subscribers import normalise_email
-from digest.web.access import NEWSROOM_HEADERS, PREVIEW_HEADERS, TOKEN_FIELD, Editor, Guard
+from digest.web.access import NEWSROOM_HEADERS, PREVIEW_HEADERS, Editor, Guard, newsroom_page
 from digest.web.forms import form_fields, read_body
-from digest.web.pages import Pages, root_of
+from digest.web.pages import Pages
 
 log = logging.getLogger("digest.web")
 
@@ -68,16 +68,7 @@ def routes(settings: Settings, store: Store, pages: Pages, guard: Guard) -> list
     def page(
         request: Request, template: str, who: Editor, status: int = 200, **values: Any
     ) -> Response:
-        return pages.render(
-            template,
-            status=status,
-            headers=NEWSROOM_HEADERS,
-            root=root_of(request.url.path),
-            who=who.name,
-            csrf_field=TOKEN_FIELD,
-            csrf=who.form_token,
-            **values,
-        )
+        return newsroom_page(pages, request, template, who, status, **values)
 
     def not_an_edition(request: Request, who: Editor, name: str) -> Response:
         return page(

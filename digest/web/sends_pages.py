@@ -22,8 +22,8 @@ from starlette.routing import Route
 from digest.config import Settings
 from digest.send.ledger import SendReport, report
 from digest.store import Store
-from digest.web.access import NEWSROOM_HEADERS, Editor, Guard
-from digest.web.pages import Pages, root_of
+from digest.web.access import Editor, Guard, newsroom_page
+from digest.web.pages import Pages
 
 #: Batch states in the order a batch goes through them; "sending" is shown as in doubt
 #: once nothing is sending any more (see digest.send.ledger).
@@ -88,16 +88,10 @@ def routes(settings: Settings, store: Store, pages: Pages, guard: Guard) -> list
     def page(
         request: Request, template: str, who: Editor, status: int = 200, **values: Any
     ) -> Response:
-        return pages.render(
-            template,
-            status=status,
-            headers=NEWSROOM_HEADERS,
-            root=root_of(request.url.path),
-            who=who.name,
-            states=BATCH_STATES,
-            local_time=local_time,
-            **values,
-        )
+        return newsroom_page(
+            pages, request, template, who, status,
+            states=BATCH_STATES, local_time=local_time, **values,
+        )  # fmt: skip
 
     async def every_send(request: Request, who: Editor) -> Response:
         views = await run_in_threadpool(list_sends, store)
