@@ -6,6 +6,7 @@ editions, the sends pages, and one run in headless Chromium at phone and desktop
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import sqlite3
@@ -200,6 +201,56 @@ def test_a_wrong_password_or_none_is_401(site: str, sample: Settings, store: Sto
         answer = client.get(PAGE, headers={"Authorization": "Basic not-base64!"})
         assert answer.status_code == 401
     assert view(sample, store).events == []
+
+
+def test_too_many_wrong_passwords_lock_the_address_out_for_a_while(
+    sample: Settings, store: Store
+) -> None:
+    from digest.web.access import FAILURE_WINDOW, MAX_FAILURES
+
+    with (
+        serving(create_app(with_env(sample, **{PASSWORD_VARIABLE: PASSWORD}), store)) as url,
+        httpx.Client(base_url=url) as client,
+    ):
+        assert client.get(PAGE, auth=("anna", PASSWORD)).status_code == 200
+        for _ in range(MAX_FAILURES):
+            assert client.get(PAGE, auth=("mallory", "guess")).status_code == 401
+        # Now even the right password is refused from this address, and it says how long.
+        locked = client.get(PAGE, auth=("anna", PASSWORD))
+        assert locked.status_code == 429
+        assert 0 < int(locked.headers["retry-after"]) <= FAILURE_WINDOW + 1
+        assert "too many wrong passwords" in locked.text and PASSWORD not in locked.text
+        assert client.get("/healthz").text == "ok"  # readers are not locked out
+
+
+def test_a_lock_out_ends_when_the_wrong_passwords_are_old_enough(sample: Settings) -> None:
+    from starlette.requests import Request
+
+    from digest.web.access import FAILURE_WINDOW, MAX_FAILURES, Editor, Guard
+    from digest.web.pages import Pages
+
+    settings = with_env(sample, **{PASSWORD_VARIABLE: PASSWORD})
+    guard = Guard(settings, Pages(settings))
+    now = [1000.0]
+    guard.clock = lambda: now[0]
+
+    def attempt(password: str, client: str = "203.0.113.9") -> int:
+        token = base64.b64encode(f"anna:{password}".encode()).decode()
+        scope = {
+            "type": "http", "method": "GET", "path": PAGE, "query_string": b"",
+            "headers": [(b"authorization", f"Basic {token}".encode())],
+            "client": (client, 50000),
+        }  # fmt: skip
+        admitted = guard.admit(Request(scope))
+        return 200 if isinstance(admitted, Editor) else admitted.status_code
+
+    for second in range(MAX_FAILURES):
+        now[0] = 1000.0 + second
+        assert attempt("guess") == 401
+    assert attempt(PASSWORD) == 429
+    assert attempt(PASSWORD, client="198.51.100.7") == 200  # another address is not locked
+    now[0] = 1000.0 + FAILURE_WINDOW + 0.5  # the first wrong password is old enough now
+    assert attempt(PASSWORD) == 200
 
 
 def test_a_post_without_the_form_token_changes_nothing(

@@ -20,6 +20,8 @@ import hashlib
 import hmac
 import logging
 import secrets
+import time
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +42,13 @@ TOKEN_FIELD = "csrf"
 #: charset: browsers send the user name and password as UTF-8 (RFC 7617 section 2.1).
 _CHALLENGE = 'Basic realm="newsroom digest", charset="UTF-8"'
 _LONGEST_NAME = 60
+#: Wrong passwords one client address may give in FAILURE_WINDOW seconds; then it is
+#: refused (429, even with the right password) until the oldest of them is that old.
+#: Behind the newsroom's proxy uvicorn takes the address from X-Forwarded-For.
+MAX_FAILURES = 20
+FAILURE_WINDOW = 900.0
+#: Addresses remembered at most (a flood of addresses forgets the oldest).
+_REMEMBERED = 10_000
 
 #: Newsroom pages: never cached (they show drafts), framed only by our own pages (the
 #: preview), no script at all, forms post only here. Referrer-Policy same-origin and not
@@ -115,6 +124,29 @@ class Guard:
         # The app's own address, as readers' links name it: a proxy that does not pass
         # the Host header on still has its forms accepted.
         self._own_host = urlsplit(settings.base_url).netloc.lower()
+        # Per client address, when its recent wrong passwords were given (the app runs
+        # its handlers on one event loop, so no lock is needed).
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self.clock: Callable[[], float] = time.monotonic
+
+    def _locked_for(self, address: str) -> float:
+        """Seconds this address must still wait, 0 if it may try a password."""
+        failures = self._failures.get(address)
+        if not failures:
+            return 0.0
+        horizon = self.clock() - FAILURE_WINDOW
+        while failures and failures[0] <= horizon:
+            failures.popleft()
+        if len(failures) < MAX_FAILURES:
+            return 0.0
+        return failures[0] - horizon
+
+    def _failed(self, address: str) -> None:
+        failures = self._failures.pop(address, None) or deque(maxlen=MAX_FAILURES)
+        failures.append(self.clock())
+        self._failures[address] = failures
+        while len(self._failures) > _REMEMBERED:
+            self._failures.popitem(last=False)
 
     @property
     def on(self) -> bool:
@@ -151,8 +183,21 @@ class Guard:
                 {"WWW-Authenticate": _CHALLENGE},
             )
         name, password = given
+        address = request.client.host if request.client else ""
+        wait = self._locked_for(address)
+        if wait:
+            log.warning(
+                "editor pages: %s is refused for %.0f s after wrong passwords", address, wait
+            )
+            return _refusal(
+                429,
+                f"too many wrong passwords from your address; try again in "
+                f"{int(wait // 60) + 1} minutes",
+                {"Retry-After": str(int(wait) + 1)},
+            )
         if not secrets.compare_digest(password, self._password):
-            log.warning("editor pages: wrong password given by %r", name)
+            self._failed(address)
+            log.warning("editor pages: wrong password given by %r from %s", name, address)
             return _refusal(
                 401, "wrong password: try again, or ask who runs `digest web`",
                 {"WWW-Authenticate": _CHALLENGE},
