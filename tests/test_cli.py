@@ -187,3 +187,20 @@ def test_subscribers_show_tells_what_went_out_to_whom(newsroom: Path) -> None:
     bad = digest("subscribers", "show", "bob@@example.com", cwd=newsroom)
     assert bad.returncode == 2
     assert bad.stderr.startswith("error: 'bob@@example.com' is not an e-mail address")
+
+
+def test_the_command_loads_collectors_and_the_postgresql_dialect_only_when_used(
+    tmp_path: Path,
+) -> None:
+    # Every `digest` command pays for what digest.cli imports: feedparser, httpx and
+    # trafilatura belong to a collect, the PostgreSQL dialect to a PostgreSQL store.
+    probe = (
+        "import sys, digest.cli\n"
+        "heavy = ('feedparser', 'trafilatura', 'sqlalchemy.dialects.postgresql')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

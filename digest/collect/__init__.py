@@ -11,16 +11,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TYPE_CHECKING
 
-from digest.collect.accesslogs import read_access_logs
-from digest.collect.cms import read_cms
-from digest.collect.feeds import read_feed
-from digest.collect.pages import read_pages
-from digest.collect.pageviews import read_pageviews
-from digest.config import Settings
 from digest.errors import InputError
-from digest.models import Story
-from digest.store import Store
+
+if TYPE_CHECKING:
+    from digest.config import Settings
+    from digest.models import Story
+    from digest.store import Store
 
 log = logging.getLogger("digest.collect")
 
@@ -45,6 +43,14 @@ def collect_all(
     """Read every feed, CMS export, article page, page-view export and access log; one
     bad source never stops the others. A kind left as None is read from digest.toml; [] reads none.
     """
+    # The readers load feedparser, httpx and the rest: only a collect needs them, and
+    # every `digest` command imports this package (for digest.collect.urls, say).
+    from digest.collect.accesslogs import read_access_logs
+    from digest.collect.cms import read_cms
+    from digest.collect.feeds import read_feed
+    from digest.collect.pages import read_pages
+    from digest.collect.pageviews import read_pageviews
+
     sources = settings.sources
     feeds = list(sources.feeds) if feeds is None else feeds
     pageviews = list(sources.pageviews) if pageviews is None else pageviews
