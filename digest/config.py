@@ -43,6 +43,7 @@ class Sender:
     from_name: str
     reply_to: str = ""
     operators: tuple[str, ...] = ()
+    editors: tuple[str, ...] = ()  # a `preview` job mails them the coming edition
     unsubscribe_mailto: str = ""
 
 
@@ -230,6 +231,7 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
         from_name=_get(sd, "from_name", str, path, "sender", newsroom.name),
         reply_to=_get(sd, "reply_to", str, path, "sender", ""),
         operators=_str_list(sd, "operators", path, "sender"),
+        editors=_str_list(sd, "editors", path, "sender"),
         unsubscribe_mailto=_get(sd, "unsubscribe_mailto", str, path, "sender", ""),
     )
     if "@" not in sender.from_email:

@@ -54,7 +54,7 @@ from digest.store import Store
 
 log = logging.getLogger("digest.schedule")
 
-ACTIONS = ("collect", "draft", "send", "run")
+ACTIONS = ("collect", "draft", "preview", "send", "run")
 #: Actions that mail readers: a late one is held, a failed or held one is mailed to operators.
 SENDING_ACTIONS = frozenset({"send", "run"})
 APPROVAL_POLICIES = ("auto", "approved")
@@ -438,6 +438,12 @@ def load(path: Path, settings: Settings) -> Schedule:
     loaded = tuple(
         _load_job(path, name, entry, zone, test_seconds) for name, entry in entries.items()
     )
+    previews = [job.name for job in loaded if job.action == "preview"]
+    if previews and not settings.sender.editors:
+        raise ConfigError(
+            f"{path}: job {previews[0]!r}: a preview job mails the coming edition to the "
+            f'editors, and {settings.path} has none: add [sender] editors = ["you@..."]'
+        )
     if time_zone != settings.newsroom.time_zone:
         log.warning(
             "%s: time_zone %s differs from digest.toml's %s; jobs fire in %s, "
@@ -747,6 +753,8 @@ class Runner:
         if job.action == "draft":
             edition = jobs.draft(self.settings, self.store, day)
             return "ok", f"edition {edition.name} drafted: {edition.subject}"
+        if job.action == "preview":
+            return "ok", self._preview(fire_time)
         if job.action == "run":
             summary = jobs.run(self.settings, self.store, day, stop=self.halt)
             return self._sent(summary.send)
@@ -762,6 +770,17 @@ class Runner:
         # bring it in before the send snapshots its recipients (never resubscribes).
         jobs.sync_subscribers(self.settings, self.store)
         return self._sent(jobs.send(self.settings, self.store, name, resume=True, stop=self.halt))
+
+    def _preview(self, fire_time: datetime) -> str:
+        """Draft the next edition to go out and mail the editors a [TEST] copy of it."""
+        day = jobs.upcoming(self.settings, fire_time)
+        name = day.isoformat()
+        if self.store.get_send(name) is not None:
+            return f"edition {name} is being sent or was sent already; no preview mailed"
+        edition = jobs.draft(self.settings, self.store, day)
+        editors = self.settings.sender.editors
+        jobs.send_test(self.settings, self.store, name, editors)
+        return f"preview of edition {name} ({edition.status}) mailed to {len(editors)} editor(s)"
 
     def _sent(self, result: SendReport) -> tuple[str, str]:
         summary = (
@@ -863,6 +882,10 @@ class Runner:
             return f"digest run --date {day} {config}"
         if job.action == "send":
             return f"digest send {day} --resume {config}"
+        if job.action == "preview":
+            coming = jobs.upcoming(self.settings, fire_time).isoformat()
+            editors = " ".join(f"--test {e}" for e in self.settings.sender.editors)
+            return f"digest send {coming} {editors} {config}"
         return f"digest {job.action} {config}"
 
     def _alert(self, job: CronJob, fire_time: datetime, state: str, detail: str) -> None:

@@ -395,6 +395,37 @@ def test_approved_policy_sends_only_an_approved_edition(
     assert local_store.load_edition("2025-12-06").status == "sent"
 
 
+# -- preview: the editors get the coming edition ----------------------------------------------
+
+
+def test_a_preview_job_mails_the_editors_the_coming_edition(newsroom: Path) -> None:
+    editors = 'operators = ["ops@news.example.org"]\neditors = ["ed@news.example.org"]'
+    settings = newsroom_settings(newsroom, **{'operators = ["ops@news.example.org"]': editors})
+    schedule = schedule_for(
+        settings, 'jobs:\n  preview: {cron: "0 21 * * *", action: preview, retry_delay: 0}\n'
+    )
+    store = Store.open(settings.database_url)
+    try:
+        jobs.collect(settings, store)
+        # 21:00 on the 4th, after that day's send: the coming edition is the 5th's.
+        preview = schedule.job("preview")
+        outcome = runner(settings, store, schedule, at(21, 0, day=4, second=2)).fire_due(preview)
+        assert outcome is not None and outcome.state == "ok", outcome
+        assert outcome.detail == "preview of edition 2025-12-05 (draft) mailed to 1 editor(s)"
+        (mail,) = sent_files(settings, "test-2025-12-05")
+        message = BytesParser(policy=policy.default).parsebytes(mail.read_bytes())
+        assert message["To"] == "ed@news.example.org"
+        assert message["Subject"].startswith("[TEST] Trump to meet Putin")
+        assert store.load_edition(DAY) is not None and store.get_send(DAY) is None
+    finally:
+        store.close()
+
+
+def test_a_preview_job_needs_editors_to_mail(settings: config.Settings) -> None:
+    with pytest.raises(config.ConfigError, match=r"job 'preview': a preview job mails .* editors"):
+        schedule_for(settings, 'jobs:\n  preview: {cron: "0 21 * * *", action: preview}\n')
+
+
 # -- the run job, and fire times APScheduler had to skip ----------------------------------------
 
 
