@@ -315,7 +315,7 @@ INVALID = [
     ),
     (
         'jobs:\n  mail:\n    cron: "0 6 * * *"\n    action: mail',
-        ["job 'mail'", "action", "collect, draft, send, run"],
+        ["job 'mail'", "action", "collect, draft, preview, send, run"],
     ),
     (
         'jobs:\n  mail:\n    cron: "0 6 * * *"',
