@@ -156,8 +156,9 @@ class Guard:
         return hmac.new(self._key, purpose + b"\0" + name.encode(), hashlib.sha256).hexdigest()
 
     def sign(self, text: str) -> str:
-        """A short signature of a message this app shows (a flash after a change), so a
-        link made elsewhere cannot put words on the newsroom's pages."""
+        """A short signature of what this app puts in a link, so a link made elsewhere
+        cannot put words on the newsroom's pages (a flash after a change) or fetch a
+        file the preview does not show (a preview's picture)."""
         return self._token(text, b"editor-flash")[:24]
 
     def signed(self, text: str, signature: str) -> bool:
