@@ -280,3 +280,34 @@ def test_editors_work_on_today_s_edition_until_its_send_time_then_tomorrow_s(
     assert jobs.upcoming(settings, datetime(2025, 12, 5, 15, 0, tzinfo=UTC)) == date(2025, 12, 6)
     # 23:30 in Juneau is already the next day in UTC: still the 6th, the zone decides.
     assert jobs.upcoming(settings, datetime(2025, 12, 6, 8, 30, tzinfo=UTC)) == date(2025, 12, 6)
+
+
+def test_a_database_from_before_the_editor_is_upgraded_with_its_editions(
+    settings: Settings, db_url: str
+) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from digest.store import MIGRATIONS
+
+    store = Store.open(db_url)
+    jobs.collect(settings, store)
+    before = jobs.draft(settings, store, DAY)
+    # Back to the schema before the editor (0002), as an older release left it.
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with store.engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0002")
+    store.close()
+
+    upgraded = Store.open(db_url)  # opening a store brings the schema up to date
+    try:
+        again = upgraded.load_edition(NAME)
+        assert again is not None and urls(again.picks) == urls(before.picks)
+        assert all(p.note == "" for p in again.picks)
+        assert not upgraded.load_overrides(NAME) and upgraded.edition_events(NAME) == []
+        edited = editor.edit(settings, upgraded, NAME, [Change("drop", TRUMP)], "anna")
+        assert TRUMP not in urls(edited.edition.picks)
+    finally:
+        upgraded.close()
