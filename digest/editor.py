@@ -256,6 +256,11 @@ def approve(settings: Settings, store: Store, name: str, who: str) -> Edition:
     edition = _editable(store, name)
     if edition.status == "approved":
         return edition
+    if edition.lead is None:
+        raise EditError(
+            f"edition {name} has no stories, so there is nothing to approve; check the "
+            f"sources (`digest collect`), then `digest draft --date {name}`"
+        )
     jobs.prepare_copies(settings, store, edition)
     store.set_edition_status(name, "approved")
     store.log_edition_event(name, who, "approved the edition")

@@ -267,6 +267,18 @@ class DryRun:
     copies: int = 0  # copies of the edition: the whole one and one per section preference
 
 
+def refuse_empty(edition: Edition) -> None:
+    """An edition with no story at all is never mailed: a feed that broke overnight must
+    not become an empty email to every reader at 6 a.m."""
+    if edition.lead is None:
+        raise SendError(
+            f"edition {edition.name} has no stories: nothing was collected for its window "
+            f"({edition.window_start:%Y-%m-%d %H:%M} to {edition.window_end:%Y-%m-%d %H:%M} "
+            "UTC). Nothing was sent; check the sources (`digest collect`), then "
+            f"`digest draft --date {edition.name}`"
+        )
+
+
 def dry_run(settings: Settings, store: Store, name: str, backend: str | None = None) -> DryRun:
     """Build every batch as a send would and measure it; nothing is sent or recorded.
 
@@ -349,6 +361,8 @@ def send(
     """
     edition = load_edition(store, name)
     existing = store.get_send(name)
+    if existing is None:
+        refuse_empty(edition)
     backend_name = backend or (existing.backend if existing else settings.delivery.backend)
     # The backend first: a missing API key fails here, before anything is recorded.
     mailer = make_backend(settings, backend_name)

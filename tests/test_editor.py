@@ -311,3 +311,18 @@ def test_a_database_from_before_the_editor_is_upgraded_with_its_editions(
         assert TRUMP not in urls(edited.edition.picks)
     finally:
         upgraded.close()
+
+
+def test_an_edition_with_no_stories_is_never_sent_nor_approved(
+    settings: Settings, drafted: Store
+) -> None:
+    from digest.errors import SendError
+
+    empty = jobs.draft(settings, drafted, date(2030, 1, 1))  # nothing collected for it
+    assert empty.lead is None and empty.more == []
+    with pytest.raises(SendError, match=r"edition 2030-01-01 has no stories.*Nothing was sent"):
+        jobs.send(settings, drafted, "2030-01-01")
+    assert drafted.get_send("2030-01-01") is None
+    assert not list(settings.delivery.outbox_dir.glob("2030-01-01/*.eml"))
+    with pytest.raises(EditError, match="no stories, so there is nothing to approve"):
+        editor.approve(settings, drafted, "2030-01-01", "chief")

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from email import policy
 from email.message import EmailMessage
@@ -28,6 +29,8 @@ from digest.store import Store
 
 JUNEAU = ZoneInfo("America/Juneau")
 DAY = "2025-12-05"  # the sample newsroom's stories are from this morning's window
+
+LEAD_URL = "https://news.example.org/news/trump-to-meet-putin-at-joint-base-elmendorf-richardson-in-anchorage/"
 
 MORNING = """
 time_zone: America/Juneau
@@ -381,6 +384,10 @@ def test_approved_policy_sends_only_an_approved_edition(
     body = MORNING.replace("misfire_grace: 30m", "misfire_grace: 30m, approval: approved")
     schedule = schedule_for(settings, body)
     prepare_edition(settings, local_store)
+    # A story for the 6th's edition (the sample's stories are all the 5th's).
+    (story,) = local_store.stories_by_url([LEAD_URL]).values()
+    later = replace(story, id=None, url=f"{LEAD_URL}?day=6", published_at=at(5, 0, day=6))
+    local_store.upsert_stories([later])
     jobs.draft(settings, local_store, date(2025, 12, 6))
     editor.approve(settings, local_store, "2025-12-06", "chief")  # what `digest approve` does
     send = schedule.job("send")
@@ -393,6 +400,21 @@ def test_approved_policy_sends_only_an_approved_edition(
     assert sent is not None and sent.state == "ok"
     assert local_store.get_send("2025-12-06").state == "done"
     assert local_store.load_edition("2025-12-06").status == "sent"
+
+
+def test_a_send_of_an_empty_edition_fails_and_the_operators_are_told(
+    settings: config.Settings, local_store: Store
+) -> None:
+    schedule = schedule_for(settings)
+    jobs.sync_subscribers(settings, local_store)  # readers, but no story collected at all
+    jobs.draft(settings, local_store, date(2025, 12, 5))
+    send = schedule.job("send")
+    outcome = runner(settings, local_store, schedule, at(6, 0, second=3)).fire_due(send)
+    assert outcome is not None and outcome.state == "failed"
+    assert "has no stories" in outcome.detail
+    assert local_store.get_send(DAY) is None and sent_files(settings) == []
+    (mail,) = alerts(settings)
+    assert "send failed" in mail["Subject"] and "has no stories" in text_of(mail)
 
 
 # -- preview: the editors get the coming edition ----------------------------------------------
