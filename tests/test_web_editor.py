@@ -337,6 +337,30 @@ def test_drop_a_story(anna: Newsroom, sample: Settings, store: Store) -> None:
     assert story.title in anna.client.get(f"{PAGE}/preview").text
 
 
+def test_drop_and_approve_on_postgresql(sample: Settings, pg_url: str) -> None:
+    """The pages on the scale path's database: the same change, the same record."""
+    store = Store.open(pg_url)
+    try:
+        jobs.collect(sample, store)
+        jobs.draft(sample, store, DAY)
+        app = create_app(with_env(sample, **{PASSWORD_VARIABLE: PASSWORD}), store)
+        with serving(app) as url, httpx.Client(base_url=url, auth=("anna", PASSWORD)) as client:
+            newsroom = Newsroom(client)
+            story = plain_more(sample, store).story
+            page = newsroom.change("drop", story.url)
+            assert flash(page.text) == f"dropped “{story.title}”"
+            assert story.title not in client.get(f"{PAGE}/preview").text
+            page = newsroom.change("approve")
+            assert flash(page.text).startswith("approved: ")
+        assert view(sample, store).edition.status == "approved"
+        assert [(e.who, e.action) for e in view(sample, store).events] == [
+            ("anna", f"dropped “{story.title}”"),
+            ("anna", "approved the edition"),
+        ]
+    finally:
+        store.close()
+
+
 def test_pin_a_story_from_the_window(anna: Newsroom, sample: Settings, store: Store) -> None:
     others = view(sample, store).others
     assert others, "the sample newsroom has more stories than slots"
