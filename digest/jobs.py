@@ -188,11 +188,15 @@ def prepare_copies(
     return rendered_copies(settings, store, edition, variants, keep=keep, save=save)
 
 
-def render_edition(settings: Settings, store: Store, name: str) -> RenderedEdition:
-    """The whole edition, rendered (or its stored copy, when that is current)."""
+def render_edition(
+    settings: Settings, store: Store, name: str, *, sections: str = ""
+) -> RenderedEdition:
+    """The edition rendered (or its stored copy, when that is current): the whole one,
+    or the copy a reader with these section preferences gets (rank.variant_key)."""
     edition = load_edition(store, name)
+    key = rank.variant_key(edition, sections)
     keep = store.get_send(name) is not None
-    return rendered_copies(settings, store, edition, [""], keep=keep)[""]
+    return rendered_copies(settings, store, edition, [key], keep=keep)[key]
 
 
 def send_variants(store: Store, edition: Edition, send_id: int) -> dict[str, str]:
@@ -233,7 +237,13 @@ def sent_copy(settings: Settings, store: Store, name: str) -> str | None:
     stored = store.load_render(name, "")
     if stored is None:
         return None
-    html = stored[1].html
+    return preview_html(settings, stored[1])
+
+
+def preview_html(settings: Settings, rendered: RenderedEdition) -> str:
+    """A rendered copy's HTML with nobody's values in it (preview_values): what an
+    editor previews and what the web copy of a sent edition shows."""
+    html = rendered.html
     for token, value in preview_values(settings).items():
         html = html.replace(token, value)
     return html
@@ -329,10 +339,7 @@ def send_test(
 
     sections: the copy a reader with these section preferences gets ("" = the whole one).
     """
-    edition = load_edition(store, name)
-    key = rank.variant_key(edition, sections)
-    keep = store.get_send(name) is not None
-    rendered = rendered_copies(settings, store, edition, [key], keep=keep)[key]
+    rendered = render_edition(settings, store, name, sections=sections)
     letter = letter_for(settings, rendered, test=True)
     recipients = [normalise_email(a) for a in addresses]
     send_now(settings, letter, recipients, backend)

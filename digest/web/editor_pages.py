@@ -146,10 +146,7 @@ def routes(settings: Settings, store: Store, pages: Pages, guard: Guard) -> list
             return PlainTextResponse(
                 f"no edition {name} yet", status_code=404, headers=NEWSROOM_HEADERS
             )
-        html = rendered.html
-        for token, value in jobs.preview_values(settings).items():
-            html = html.replace(token, value)
-        html = _LOCAL_IMAGE.sub(local_image, html)
+        html = _LOCAL_IMAGE.sub(local_image, jobs.preview_html(settings, rendered))
         return Response(html, media_type="text/html", headers=PREVIEW_HEADERS)
 
     def local_image(match: re.Match[str]) -> str:
