@@ -422,8 +422,7 @@ def edit(
         changes += [editor.Change(action, ref) for ref in refs or []]  # type: ignore[arg-type]
     with _session(config_path) as (settings, store):
         name = _day(settings, edition, upcoming=True).isoformat()
-        if store.load_edition(name) is None:
-            jobs.draft(settings, store, date.fromisoformat(name))
+        editor.draft_if_missing(settings, store, name)
         result = editor.edit(settings, store, name, changes, _who(by))
         for action in result.actions:
             console.print(f"[green]✓[/green] {action}", highlight=False)

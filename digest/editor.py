@@ -277,6 +277,13 @@ def withdraw(store: Store, name: str, who: str) -> Edition:
     return replace(edition, status="draft")
 
 
+def draft_if_missing(settings: Settings, store: Store, name: str) -> Edition | None:
+    """Draft the edition if it has never been drafted: the new draft, or None if it was."""
+    if store.load_edition(name) is not None:
+        return None
+    return jobs.draft(settings, store, _day(name))
+
+
 def view(settings: Settings, store: Store, name: str) -> EditorView:
     edition = jobs.load_edition(store, name)
     overrides = store.load_overrides(name)

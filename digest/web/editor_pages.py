@@ -191,9 +191,9 @@ def routes(settings: Settings, store: Store, pages: Pages, guard: Guard) -> list
         if action == "test":
             return send_test(name, ref), "test"
         if action == "draft":
-            if store.load_edition(name) is not None:
+            drafted = editor.draft_if_missing(settings, store, name)
+            if drafted is None:
                 return f"edition {name} is drafted already", ""
-            drafted = jobs.draft(settings, store, date.fromisoformat(name))
             return f"drafted edition {name}: {len(drafted.picks)} picks", ""
         known = ", ".join((*editor.ACTIONS, *OTHER_ACTIONS))
         raise editor.EditError(f"unknown action {action!r}; one of: {known}")
