@@ -11,13 +11,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from digest.errors import InputError
 
 if TYPE_CHECKING:
     from digest.config import Settings
-    from digest.models import Story
+    from digest.models import PageViews, Story
     from digest.store import Store
 
 log = logging.getLogger("digest.collect")
@@ -65,38 +65,34 @@ def collect_all(
         result.new += new
         result.updated += updated
 
-    def gather(source: str, read: Callable[[], list[Story]]) -> None:
+    def keep_views(rows: list[PageViews]) -> None:
+        result.pageview_rows += store.upsert_pageviews(rows)
+
+    def gather(
+        source: str, read: Callable[[], list[Any]], save: Callable[[list[Any]], None]
+    ) -> None:
+        """One source read and saved; one that cannot be read is one error line."""
         try:
-            stories = read()
+            found = read()
         except InputError as exc:
             log.error("%s", exc)
             result.failed_sources.append(source)
             return
-        keep(stories)
+        save(found)
 
+    website = settings.newsroom.website
     for source in feeds:
-        gather(source, partial(read_feed, source))
+        gather(source, partial(read_feed, source), keep)
     for source in cms:
-        gather(source, partial(read_cms, source, zone))
+        gather(source, partial(read_cms, source, zone), keep)
     if pages:
         # One list, read together: its order is the newsroom's order of importance.
         harvest = read_pages(pages, zone)
         result.failed_sources += harvest.failed
         keep(harvest.stories)
     for source in pageviews:
-        try:
-            rows = read_pageviews(source, zone)
-        except InputError as exc:
-            log.error("%s", exc)
-            result.failed_sources.append(source)
-            continue
-        result.pageview_rows += store.upsert_pageviews(rows)
+        gather(source, partial(read_pageviews, source, zone), keep_views)
     for source in access_logs:
-        try:
-            rows = read_access_logs(source, settings.newsroom.website, zone).rows
-        except InputError as exc:
-            log.error("%s", exc)
-            result.failed_sources.append(source)
-            continue
-        result.pageview_rows += store.upsert_pageviews(rows)
+        read = partial(read_access_logs, source, website, zone)
+        gather(source, lambda read=read: read().rows, keep_views)
     return result
