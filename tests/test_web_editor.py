@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fakes.newsroom import DAY, EDITION, SECRET, copy_newsroom, with_delivery
+from fakes.newsroom import DAY, EDITION, SECRET, copy_newsroom, drafted, with_delivery
 from sqlalchemy import update
 from test_browser import browser  # noqa: F401  (the fixture: Debian's headless Chromium)
 from test_web import serving, with_env
@@ -48,12 +48,7 @@ def drafted_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     each test starts from a copy of it rather than collecting and ranking again."""
     path = copy_newsroom(tmp_path_factory.mktemp("drafted"))
     settings = five_more(config.load(path, env={"DIGEST_SECRET_KEY": SECRET}))
-    store = jobs.open_store(settings)
-    try:
-        jobs.collect(settings, store)
-        jobs.draft(settings, store, DAY)
-    finally:
-        store.close()
+    drafted(settings)
     return settings.data_dir / "digest.db"
 
 
