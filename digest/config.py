@@ -7,7 +7,9 @@ Secrets never live in the file: they come from the environment only.
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import secrets
 import tomllib
 from dataclasses import dataclass, field
@@ -89,6 +91,32 @@ class Delivery:
     smtp_port: int = 25
     smtp_security: str = "starttls"  # "none" | "starttls" | "tls"
     smtp_username: str = ""
+    #: How long a ledger write that failed (the database restarting, failing over or
+    #: locked) is retried, across reconnects and with backoff, before the batch is left
+    #: in doubt and the send stops with one line saying how to resume.
+    ledger_retry_seconds: float = 120.0
+    #: How long after a batch went in doubt to wait for SendGrid's events (`processed`,
+    #: `dropped`, ...) to settle it before it is left to the operator.
+    event_wait_seconds: float = 900.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what a source can make us read and keep (DESIGN: bounded edges).
+
+    Over a limit is one error line naming the source and the limit; the run goes on.
+    """
+
+    fetch_max_bytes: int = 20_000_000  # one response (feed, page, export), after decoding
+    fetch_timeout: float = 20.0  # seconds to connect, and between two reads
+    source_deadline: float = 60.0  # seconds for one source, every redirect and read included
+    collect_deadline: float = 600.0  # seconds for a whole collect; sources left are skipped
+    title_max_chars: int = 300
+    dek_max_chars: int = 1_000
+    byline_max_chars: int = 200
+    caption_max_chars: int = 500
+    body_max_chars: int = 50_000
+    url_max_chars: int = 2_048
 
 
 @dataclass(frozen=True)
@@ -105,6 +133,7 @@ class Settings:
     templates_dir: Path
     cron_file: Path
     env: dict[str, str] = field(default_factory=dict, repr=False)
+    limits: Limits = field(default_factory=Limits)
 
     @property
     def secret_key(self) -> bytes:
@@ -123,6 +152,57 @@ class Settings:
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_urlsafe(32))
         return key_file.read_text().strip().encode()
+
+
+#: Every table of digest.toml and its keys. A key or table not here is a mistake
+#: (`more_cont = 8` would otherwise be ignored without a word), so it is refused
+#: with the known name it most resembles, as cron.yaml's keys are.
+KNOWN_KEYS: dict[str, tuple[str, ...]] = {
+    "newsroom": ("name", "website", "postal_address", "time_zone", "logo_url", "brand_color"),
+    "sender": (
+        "from_email",
+        "from_name",
+        "reply_to",
+        "operators",
+        "editors",
+        "unsubscribe_mailto",
+    ),
+    "sources": SOURCE_KINDS,
+    "edition": ("send_time", "window_hours", "more_count", "max_per_section", "most_read_count"),
+    "delivery": tuple(Delivery.__dataclass_fields__),
+    "limits": tuple(Limits.__dataclass_fields__),
+    "storage": ("data_dir", "database_url"),
+    "web": ("base_url",),
+    "templates": ("dir",),
+    "schedule": ("file",),
+}
+
+
+def _suggestion(name: str, known: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+def check_known_keys(raw: dict[str, Any], path: Path) -> None:
+    """Refuse a table or key digest.toml does not have, naming the one it resembles."""
+    for table, value in raw.items():
+        if table not in KNOWN_KEYS:
+            tables = list(KNOWN_KEYS)
+            raise ConfigError(
+                f"{path}: [{table}] is not a settings table; {_suggestion(table, tables)}"
+                f"the tables are {', '.join(tables)}"
+            )
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: [{table}] must be a table")
+        known = KNOWN_KEYS[table]
+        if table == "sources":
+            continue  # its own message below lists the kinds of source
+        for key in value:
+            if key not in known:
+                raise ConfigError(
+                    f"{path}: [{table}] {key} is not a setting; {_suggestion(key, known)}"
+                    f"see the README's Settings for what [{table}] takes"
+                )
 
 
 def _section(raw: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
@@ -162,6 +242,64 @@ def _env_float(env: dict[str, str], name: str, default: float) -> float:
     return number
 
 
+def _env_port(env: dict[str, str], name: str, default: int) -> int:
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise ConfigError(f"{name}={value!r} is not a port number (1 to 65535)")
+    return int(value)
+
+
+#: A CSS hex colour: the one form every mail client takes, and nothing that can close
+#: the declaration it is copied into (`red;} body{display:none`).
+_HEX_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
+
+#: The pictures a mail client shows, by their first bytes.
+_PICTURE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a")
+
+
+def is_picture_file(path: Path) -> bool:
+    """Is this a PNG, JPEG, GIF or WebP file (by its first bytes, not its name)?"""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(12)
+    except OSError:
+        return False
+    return head.startswith(_PICTURE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
+def _logo(base: Path, value: str, path: Path) -> str:
+    """The logo as an absolute http(s) URL, or a local picture as a file:// URL that the
+    renderer publishes under [web] base_url (digest.media); anything else is refused."""
+    if not value:
+        return ""
+    if "://" in value:
+        if not value.lower().startswith(("https://", "http://")):
+            raise ConfigError(
+                f"{path}: [newsroom] logo_url {value[:80]!r} must be an http(s) URL "
+                "or a picture file beside digest.toml"
+            )
+        return value
+    local = _resolve(base, value)
+    if not local.is_file():
+        raise ConfigError(f"{path}: [newsroom] logo_url: no such file {str(local)!r}")
+    if not is_picture_file(local):
+        raise ConfigError(
+            f"{path}: [newsroom] logo_url {str(local)!r} is not a PNG, JPEG, GIF or WebP picture"
+        )
+    return local.resolve().as_uri()
+
+
+def _positive(
+    table: dict[str, Any], key: str, kind: type, path: Path, where: str, default: Any
+) -> Any:
+    value = _get(table, key, kind, path, where, default)
+    if value <= 0:
+        raise ConfigError(f"{path}: [{where}] {key} must be more than 0, not {value!r}")
+    return value
+
+
 def _str_list(table: dict[str, Any], key: str, path: Path, where: str) -> tuple[str, ...]:
     value = table.get(key, [])
     if isinstance(value, str):
@@ -182,13 +320,6 @@ def _resolve_source(base: Path, value: str) -> str:
     return str(_resolve(base, value))
 
 
-def _resolve_url(base: Path, value: str) -> str:
-    """A URL as is; a local path (the sample newsroom's logo) as a file:// URL."""
-    if not value or "://" in value:
-        return value
-    return _resolve(base, value).resolve().as_uri()
-
-
 def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) -> Settings:
     """Read and check the newsroom's settings. Every problem is a ConfigError naming the field."""
     path = Path(path)
@@ -205,6 +336,7 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     base = path.resolve().parent
+    check_known_keys(raw, path)
 
     nr = _section(raw, "newsroom", path)
     newsroom = Newsroom(
@@ -212,7 +344,7 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
         website=_get(nr, "website", str, path, "newsroom", _REQUIRED),
         postal_address=_get(nr, "postal_address", str, path, "newsroom", _REQUIRED),
         time_zone=_get(nr, "time_zone", str, path, "newsroom", "UTC"),
-        logo_url=_resolve_url(base, _get(nr, "logo_url", str, path, "newsroom", "")),
+        logo_url=_logo(base, _get(nr, "logo_url", str, path, "newsroom", ""), path),
         brand_color=_get(nr, "brand_color", str, path, "newsroom", "#1a4e8a"),
     )
     try:
@@ -222,6 +354,13 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
             f"{path}: [newsroom] time_zone {newsroom.time_zone!r} is not an IANA time zone "
             "(for example America/Juneau)"
         ) from None
+    if not _HEX_COLOUR.fullmatch(newsroom.brand_color):
+        raise ConfigError(
+            f"{path}: [newsroom] brand_color {newsroom.brand_color[:40]!r} must be a hex "
+            "colour such as #1a4e8a"
+        )
+    if not newsroom.website.lower().startswith(("https://", "http://")):
+        raise ConfigError(f"{path}: [newsroom] website must start with http:// or https://")
     if not newsroom.postal_address.strip():
         raise ConfigError(f"{path}: [newsroom] postal_address must not be empty (CAN-SPAM)")
 
@@ -316,14 +455,22 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
         smtp_host=env.get(
             "DIGEST_SMTP_HOST", _get(dl, "smtp_host", str, path, "delivery", "localhost")
         ),
-        smtp_port=int(
-            env.get("DIGEST_SMTP_PORT", _get(dl, "smtp_port", int, path, "delivery", 25))
+        smtp_port=_env_port(
+            env, "DIGEST_SMTP_PORT", _get(dl, "smtp_port", int, path, "delivery", 25)
         ),
         smtp_security=smtp_security,
         smtp_username=env.get(
             "DIGEST_SMTP_USERNAME", _get(dl, "smtp_username", str, path, "delivery", "")
         ),
+        ledger_retry_seconds=_get(dl, "ledger_retry_seconds", float, path, "delivery", 120.0),
+        event_wait_seconds=_get(dl, "event_wait_seconds", float, path, "delivery", 900.0),
     )
+    if not 1 <= delivery.smtp_port <= 65535:
+        raise ConfigError(f"{path}: [delivery] smtp_port must be 1 to 65535")
+    if delivery.ledger_retry_seconds < 0 or delivery.event_wait_seconds < 0:
+        raise ConfigError(
+            f"{path}: [delivery] ledger_retry_seconds and event_wait_seconds must not be negative"
+        )
     for key in ("retry_attempts", "max_consecutive_failures", "concurrency"):
         if getattr(delivery, key) < 1:
             raise ConfigError(f"{path}: [delivery] {key} must be at least 1")
@@ -333,6 +480,17 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
         )
     if len(delivery.categories) > 10:
         raise ConfigError(f"{path}: [delivery] categories: at most 10 (SendGrid's limit)")
+
+    li = _section(raw, "limits", path)
+    defaults = Limits()
+    limits = Limits(
+        **{
+            name: _positive(
+                li, name, type(getattr(defaults, name)), path, "limits", getattr(defaults, name)
+            )
+            for name in Limits.__dataclass_fields__
+        }
+    )
 
     st = _section(raw, "storage", path)
     data_dir = _resolve(base, _get(st, "data_dir", str, path, "storage", "var"))
@@ -347,7 +505,7 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
     if not base_url.startswith(("http://", "https://")):
         raise ConfigError(f"{path}: [web] base_url must start with http:// or https://")
 
-    templates = _get(raw.get("templates", {}), "dir", str, path, "templates", "")
+    templates = _get(_section(raw, "templates", path), "dir", str, path, "templates", "")
     return Settings(
         path=path.resolve(),
         newsroom=newsroom,
@@ -360,7 +518,8 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
         base_url=base_url,
         templates_dir=_resolve(base, templates) if templates else DEFAULT_TEMPLATES,
         cron_file=_resolve(
-            base, _get(raw.get("schedule", {}), "file", str, path, "schedule", "cron.yaml")
+            base, _get(_section(raw, "schedule", path), "file", str, path, "schedule", "cron.yaml")
         ),
         env=env,
+        limits=limits,
     )
