@@ -37,6 +37,7 @@ from digest.send.ledger import (
 )
 from digest.store import Store
 from digest.subscribers import ImportReport, import_csv, normalise_email
+from digest.tokens import Tokens, fill
 
 log = logging.getLogger("digest.jobs")
 
@@ -137,7 +138,8 @@ def render_fingerprint(settings: Settings, edition: Edition) -> str:
         if relative.parts[0] == "web":  # the web app's pages: no email is made of them
             continue
         made_of.update(str(relative).encode() + b"\0" + path.read_bytes())
-    made_of.update(Path(__file__).with_name("render.py").read_bytes())
+    for module in ("render.py", "tokens.py", "media.py"):
+        made_of.update(Path(__file__).with_name(module).read_bytes())
     return made_of.hexdigest()
 
 
@@ -217,13 +219,11 @@ def letters_for_send(
     return letters[""], {sections: letters[key] for sections, key in keys.items()}
 
 
-def preview_values(settings: Settings) -> dict[str, str]:
+def preview_values(settings: Settings, rendered: RenderedEdition) -> dict[str, str]:
     """Token values for a copy that nobody in particular reads (previews, the web view)."""
-    return {
-        "%%greeting%%": "Good morning.",
-        "%%greeting_text%%": "Good morning.",
-        "%%unsubscribe_url%%": f"{settings.base_url}/unsubscribe",
-    }
+    return Tokens(rendered.token_key).values(
+        "Good morning.", "Good morning.", f"{settings.base_url}/unsubscribe"
+    )
 
 
 def sent_copy(settings: Settings, store: Store, name: str) -> str | None:
@@ -243,10 +243,7 @@ def sent_copy(settings: Settings, store: Store, name: str) -> str | None:
 def preview_html(settings: Settings, rendered: RenderedEdition) -> str:
     """A rendered copy's HTML with nobody's values in it (preview_values): what an
     editor previews and what the web copy of a sent edition shows."""
-    html = rendered.html
-    for token, value in preview_values(settings).items():
-        html = html.replace(token, value)
-    return html
+    return fill(rendered.html, preview_values(settings, rendered))
 
 
 def write_edition(
@@ -254,7 +251,7 @@ def write_edition(
 ) -> tuple[Path, Path]:
     from digest import render
 
-    return render.write(rendered, out_dir, preview_values(settings))
+    return render.write(rendered, out_dir, preview_values(settings, rendered))
 
 
 def sync_subscribers(settings: Settings, store: Store) -> ImportReport | None:

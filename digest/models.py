@@ -123,6 +123,9 @@ class RenderedEdition:
     html: str
     text: str
     warnings: list[str] = field(default_factory=list)
+    #: The random key in this copy's substitution tokens (digest.tokens); "" for a copy
+    #: rendered before tokens had keys.
+    token_key: str = ""
 
 
 class Recipient(NamedTuple):

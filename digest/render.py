@@ -2,7 +2,8 @@
 
 Jinja2 (autoescape on) -> MJML -> mjml-python -> premailer for the HTML;
 Jinja2 (autoescape off) for the text part. Per-recipient values are tokens
-(TOKENS) that the send stage fills, so nothing here runs per recipient.
+(digest.tokens) that the send stage fills, so nothing here runs per recipient; what a
+source wrote is made inert first, so it can never become one.
 """
 
 from __future__ import annotations
@@ -21,27 +22,24 @@ from lxml import html as lxml_html
 from mjml import mjml2html
 from premailer import Premailer
 
+from digest import media
+from digest import tokens as _tokens
 from digest.collect.urls import is_safe_link
 from digest.config import Settings
 from digest.errors import DigestError
-from digest.models import Edition, Pick, RenderedEdition
+from digest.models import Edition, Pick, RenderedEdition, Story
+from digest.tokens import TOKEN_SYNTAX, Tokens, inert_text, inert_url, new_key
 
 log = logging.getLogger("digest.render")
-
-#: Substitution tokens, one per per-recipient value. The HTML and text parts get
-#: different keys because a value is HTML-escaped in one and not in the other
-#: (SendGrid applies every substitution to every part).
-TOKENS = {
-    "greeting": "%%greeting%%",
-    "unsubscribe_url": "%%unsubscribe_url%%",
-}
-TEXT_TOKENS = {"greeting": "%%greeting_text%%", "unsubscribe_url": "%%unsubscribe_url%%"}
 
 #: Gmail clips messages whose HTML is over about 102 KB and hides the footer,
 #: unsubscribe link included.
 GMAIL_CLIP_BYTES = 102 * 1024
-_IMAGE_SCHEMES = ("http", "https", "file")
-_LINK_OK = re.compile(r"^(https?:|mailto:|%%[a-z_]+%%$)", re.IGNORECASE)
+#: Everything mailed points at absolute web addresses (DESIGN: pictures that load); a
+#: local picture is published under [web] base_url first (digest.media).
+_IMAGE_SCHEMES = ("http", "https")
+_LINK_OK = re.compile(r"^(https?:|mailto:)", re.IGNORECASE)
+_STORY_TEXT = ("title", "dek", "byline", "section", "image_caption", "image_credit", "source")
 
 
 class RenderError(DigestError):
@@ -66,40 +64,66 @@ def _environment(templates: Path, autoescape: bool) -> jinja2.Environment:
     return env
 
 
-def _safe_pick(pick: Pick) -> Pick | None:
-    """A pick fit for an email, or None: only http(s) links, only web or local images."""
-    story = pick.story
+def _inert_story(story: Story) -> Story:
+    """The story with no token syntax in anything a source wrote (digest.tokens)."""
+    changes: dict[str, str] = {
+        name: inert_text(getattr(story, name))
+        for name in _STORY_TEXT
+        if "%%" in getattr(story, name)
+    }
+    for name in ("url", "image_url"):
+        if "%" in getattr(story, name):
+            changes[name] = inert_url(getattr(story, name))
+    return replace(story, **changes) if changes else story
+
+
+def _safe_pick(pick: Pick, pictures: media.Publisher | None) -> Pick | None:
+    """A pick fit for an email, or None: only http(s) links, pictures on the web, no token
+    syntax from the source."""
+    story = _inert_story(pick.story)
     if not is_safe_link(story.url):
         log.warning(
             "edition: story %r has an unsafe link %r; left out", story.title[:60], story.url[:60]
         )
         return None
+    if story.image_url and pictures is not None:
+        story = replace(story, image_url=pictures.web_address(story.image_url))
     if story.image_url and urlsplit(story.image_url).scheme.lower() not in _IMAGE_SCHEMES:
         log.warning("edition: story %r has an unsafe image URL; image left out", story.title[:60])
         story = replace(story, image_url="")
     return replace(pick, story=story)
 
 
-def safe_edition(edition: Edition) -> Edition:
-    lead = _safe_pick(edition.lead) if edition.lead else None
-    more = [p for p in (_safe_pick(p) for p in edition.more) if p]
-    most_read = [p for p in (_safe_pick(p) for p in edition.most_read) if p]
+def safe_edition(edition: Edition, pictures: media.Publisher | None = None) -> Edition:
+    """The edition as it may be mailed: unsafe links out, pictures published, content inert."""
+    lead = _safe_pick(edition.lead, pictures) if edition.lead else None
+    more = [p for p in (_safe_pick(p, pictures) for p in edition.more) if p]
+    most_read = [p for p in (_safe_pick(p, pictures) for p in edition.most_read) if p]
     if lead is None and more:
         lead, more = replace(more[0], slot="lead"), more[1:]
-    return replace(edition, lead=lead, more=more, most_read=most_read)
+    return replace(
+        edition,
+        subject=inert_text(edition.subject),
+        preheader=inert_text(edition.preheader),
+        lead=lead,
+        more=more,
+        most_read=most_read,
+    )
 
 
-def _context(settings: Settings, edition: Edition, tokens: dict[str, str]) -> dict[str, Any]:
+def _context(
+    settings: Settings, edition: Edition, tokens: dict[str, str], logo_url: str
+) -> dict[str, Any]:
     newsroom = settings.newsroom
     day = date.fromisoformat(edition.name)
     return {
         "edition": edition,
         "newsroom": {
-            "name": newsroom.name,
-            "website": newsroom.website,
-            "website_host": urlsplit(newsroom.website).netloc or newsroom.website,
-            "postal_address": newsroom.postal_address,
-            "logo_url": newsroom.logo_url,
+            "name": inert_text(newsroom.name),
+            "website": inert_url(newsroom.website),
+            "website_host": inert_text(urlsplit(newsroom.website).netloc or newsroom.website),
+            "postal_address": inert_text(newsroom.postal_address),
+            "logo_url": logo_url,
             "brand_color": newsroom.brand_color,
         },
         "edition_date": f"{day:%A, %B} {day.day}, {day.year}",
@@ -108,28 +132,66 @@ def _context(settings: Settings, edition: Edition, tokens: dict[str, str]) -> di
     }
 
 
-def check_html(html: str) -> list[str]:
+def _check_tokens_html(doc: Any, html: str, tokens: Tokens) -> None:
+    """Per-recipient values only where a template may put them (digest.tokens): the
+    unsubscribe link as a whole href, the greeting as text; no other token anywhere."""
+    own = {tokens.greeting, tokens.unsubscribe_url}
+    for found in set(TOKEN_SYNTAX.findall(html)) - own:
+        raise RenderError(
+            f"rendered HTML holds {found[:40]!r}, which is not one of this copy's tokens; "
+            "templates must write tokens.greeting and tokens.unsubscribe_url"
+        )
+    for attribute in doc.xpath("//@*"):
+        value = str(attribute)
+        if "%%" not in value or not any(token in value for token in own):
+            continue
+        element = attribute.getparent()
+        if attribute.attrname == "href" and value.strip() == tokens.unsubscribe_url:
+            continue
+        raise RenderError(
+            f"rendered HTML has a per-recipient token in <{element.tag} "
+            f"{attribute.attrname}=...>; a template may put tokens.unsubscribe_url only as a "
+            "whole href, and tokens.greeting only in text"
+        )
+    if not any(
+        (a.get("href") or "").strip() == tokens.unsubscribe_url for a in doc.xpath("//a[@href]")
+    ):
+        raise RenderError("the template has no unsubscribe link (tokens.unsubscribe_url)")
+
+
+def check_text(text: str, tokens: Tokens) -> None:
+    """The text part: only its own two tokens, and the unsubscribe link among them."""
+    own = {tokens.greeting_text, tokens.unsubscribe_url}
+    for found in set(TOKEN_SYNTAX.findall(text)) - own:
+        raise RenderError(
+            f"the text part holds {found[:40]!r}, which is not one of this copy's tokens"
+        )
+    if tokens.unsubscribe_url not in text:
+        raise RenderError("the text template has no unsubscribe link (tokens.unsubscribe_url)")
+
+
+def check_html(html: str, tokens: Tokens) -> list[str]:
     """Post-render checks. Returns warnings; raises RenderError for what must never be sent."""
     doc = lxml_html.fromstring(html)
     if doc.xpath("//script") or doc.xpath("//iframe") or doc.xpath("//object"):
         raise RenderError("rendered HTML contains <script>, <iframe> or <object>; not sent")
     for element in doc.xpath("//*[@href]"):
         href = element.get("href", "").strip()
-        if not _LINK_OK.match(href):
+        if not _LINK_OK.match(href) and href != tokens.unsubscribe_url:
             raise RenderError(
                 f"rendered HTML has a link that is not http(s) or mailto: {href[:80]!r}"
             )
     for element in doc.xpath("//*[@src]"):
         if urlsplit(element.get("src", "")).scheme.lower() not in _IMAGE_SCHEMES:
             raise RenderError(
-                f"rendered HTML has an unsafe image source: {element.get('src')[:80]!r}"
+                "rendered HTML has a picture that is not an absolute http(s) address: "
+                f"{element.get('src')[:80]!r}; a mail client cannot load it"
             )
     for attributes in doc.xpath("//@*"):
         if attributes.attrname.lower().startswith("on"):
             raise RenderError("rendered HTML has an event-handler attribute; not sent")
+    _check_tokens_html(doc, html, tokens)
     warnings = []
-    if TOKENS["unsubscribe_url"] not in html:
-        raise RenderError("the template has no unsubscribe link (tokens.unsubscribe_url)")
     size = len(html.encode())
     if size > GMAIL_CLIP_BYTES:
         warnings.append(
@@ -140,18 +202,21 @@ def check_html(html: str) -> list[str]:
 
 def render(settings: Settings, edition: Edition) -> RenderedEdition:
     """Render the edition once. Raises RenderError if the output fails its checks."""
-    edition = safe_edition(edition)
+    pictures = media.Publisher(settings)
+    edition = safe_edition(edition, pictures)
+    logo_url = pictures.web_address(settings.newsroom.logo_url)
+    tokens = Tokens(new_key())
     templates = settings.templates_dir
     try:
         mjml_source = (
             _environment(templates, autoescape=True)
             .get_template("digest.mjml.j2")
-            .render(_context(settings, edition, TOKENS))
+            .render(_context(settings, edition, tokens.for_html(), logo_url))
         )
         text = (
             _environment(templates, autoescape=False)
             .get_template("digest.txt.j2")
-            .render(_context(settings, edition, TEXT_TOKENS))
+            .render(_context(settings, edition, tokens.for_text(), logo_url))
         )
     except jinja2.TemplateError as exc:
         where = f"{getattr(exc, 'filename', '') or templates}:{getattr(exc, 'lineno', '') or ''}"
@@ -174,10 +239,11 @@ def render(settings: Settings, edition: Edition) -> RenderedEdition:
     ).transform()
     if not html.lstrip().lower().startswith("<!doctype"):
         html = "<!doctype html>\n" + html
-    warnings = check_html(html)
+    warnings = check_html(html, tokens)
     for warning in warnings:
         log.warning("edition %s: %s", edition.name, warning)
     text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+    check_text(text, tokens)
     return RenderedEdition(
         name=edition.name,
         subject=edition.subject,
@@ -185,6 +251,7 @@ def render(settings: Settings, edition: Edition) -> RenderedEdition:
         html=html,
         text=text,
         warnings=warnings,
+        token_key=tokens.key,
     )
 
 
@@ -193,11 +260,8 @@ def write(
 ) -> tuple[Path, Path]:
     """Write EDITION.html and EDITION.txt, with tokens filled for a preview reader."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    fill = fill or {}
-    html, text = rendered.html, rendered.text
-    for token, value in fill.items():
-        html = html.replace(token, value)
-        text = text.replace(token, value)
+    html = _tokens.fill(rendered.html, fill or {})
+    text = _tokens.fill(rendered.text, fill or {})
     html_path = out_dir / f"{rendered.name}.html"
     text_path = out_dir / f"{rendered.name}.txt"
     html_path.write_text(html, encoding="utf-8")

@@ -230,6 +230,8 @@ renders = Table(
     Column("text", Text, nullable=False),
     Column("warnings", Text, nullable=False),  # JSON list
     Column("created_at", UTCDateTime, nullable=False),
+    # The random key in the copy's substitution tokens (digest.tokens); "" = none.
+    Column("token_key", String(32), nullable=False, server_default=""),
 )
 
 # One row per scheduled job per fire time: the primary key is what stops the same
@@ -717,6 +719,7 @@ class Store:
                     text=rendered.text,
                     warnings=json.dumps(rendered.warnings),
                     created_at=now(),
+                    token_key=rendered.token_key,
                 )
             )
 
@@ -735,6 +738,7 @@ class Store:
             html=row.html,
             text=row.text,
             warnings=json.loads(row.warnings),
+            token_key=row.token_key,
         )
 
     def edition_names(self) -> list[str]:

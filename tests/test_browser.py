@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -39,13 +40,22 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def email_file(settings: Settings, tmp_path: Path) -> Path:
+def email_file(settings: Settings, tmp_path: Path) -> Iterator[Path]:
+    """The edition as mailed, its pictures served by `digest web` at [web] base_url, as a
+    newsroom runs it (digest.media publishes the sample newsroom's local pictures)."""
+    from test_web import serving
+
+    from digest.web import create_app
+
     store = jobs.open_store(settings)
-    jobs.collect(settings, store)
-    edition = jobs.draft(settings, store, date(2025, 12, 5))
-    rendered = jobs.render_edition(settings, store, edition.name)
-    html_path, _ = jobs.write_edition(settings, rendered, tmp_path / "out")
-    return html_path
+    with serving(create_app(settings, store)) as site:
+        served = replace(settings, base_url=site)
+        jobs.collect(served, store)
+        edition = jobs.draft(served, store, date(2025, 12, 5))
+        rendered = jobs.render_edition(served, store, edition.name)
+        html_path, _ = jobs.write_edition(served, rendered, tmp_path / "out")
+        yield html_path
+    store.close()
 
 
 @pytest.mark.parametrize(("width", "name"), [(375, "phone"), (1024, "desktop")])
@@ -59,7 +69,9 @@ def test_email_reads_well_at_phone_and_desktop_width(
     headline = page.locator("h1")
     assert headline.inner_text().startswith("Trump to meet Putin")
     assert headline.is_visible()
-    # Every picture loads (local files in the sample newsroom).
+    # Every picture loads, from the web: the sample newsroom's local files are published.
+    sources = page.evaluate("[...document.images].map(i => i.src)")
+    assert sources and all(s.startswith("http://127.0.0.1:") for s in sources), sources
     broken = page.evaluate(
         "[...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)"
     )

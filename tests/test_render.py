@@ -13,8 +13,9 @@ from digest.collect import collect_all
 from digest.config import Settings
 from digest.models import Edition, Pick, Story
 from digest.rank import draft
-from digest.render import TOKENS, RenderError, check_html, render
+from digest.render import RenderError, check_html, render
 from digest.store import Store
+from digest.tokens import Tokens
 
 DAY = date(2025, 12, 5)
 
@@ -56,7 +57,9 @@ def test_caption_credit_dek_footer_and_preheader(
     assert "Trump was expected to make what amounted to a day trip" in out.html
     assert settings.newsroom.postal_address in out.html
     assert settings.newsroom.postal_address in out.text
-    assert TOKENS["unsubscribe_url"] in out.html and "%%unsubscribe_url%%" in out.text
+    tokens = Tokens(out.token_key)
+    assert len(out.token_key) == 16
+    assert tokens.unsubscribe_url in out.html and tokens.unsubscribe_url in out.text
     assert "View in browser" in out.html
     assert out.subject == sample_edition.lead.story.title  # type: ignore[union-attr]
     # The preheader (MJML's mj-preview) is the first hidden text of the body.
@@ -138,17 +141,18 @@ def test_javascript_links_never_reach_the_email(settings: Settings) -> None:
 
 
 def test_check_html_refuses_unsafe_output() -> None:
+    tokens = Tokens("0123456789abcdef")
     good = (
         '<!doctype html><html><body><a href="https://a.example/">a</a>'
-        f'<a href="{TOKENS["unsubscribe_url"]}">u</a></body></html>'
+        f'<a href="{tokens.unsubscribe_url}">u</a></body></html>'
     )
-    assert check_html(good) == []
+    assert check_html(good, tokens) == []
     with pytest.raises(RenderError, match="not http"):
-        check_html(good.replace("https://a.example/", "javascript:alert(1)"))
+        check_html(good.replace("https://a.example/", "javascript:alert(1)"), tokens)
     with pytest.raises(RenderError, match="script"):
-        check_html(good.replace("</body>", "<script>x</script></body>"))
+        check_html(good.replace("</body>", "<script>x</script></body>"), tokens)
     with pytest.raises(RenderError, match="unsubscribe"):
-        check_html(good.replace(TOKENS["unsubscribe_url"], "https://b.example/"))
+        check_html(good.replace(tokens.unsubscribe_url, "https://b.example/"), tokens)
 
 
 def test_an_edition_without_stories_still_renders_honestly(settings: Settings) -> None:

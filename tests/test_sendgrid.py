@@ -85,17 +85,19 @@ def test_one_personalization_per_recipient_with_their_own_values(
         others = [r.email for r in READERS if r is not reader]
         assert not any(o in json.dumps(p) for o in others)
         subs = p["substitutions"]
-        url = subs["%%unsubscribe_url%%"]
+        tokens = the_letter.tokens
+        url = subs[tokens.unsubscribe_url]
         assert url.startswith("http://localhost:8000/unsubscribe/")
         assert verify_token(SECRET.encode(), url.rsplit("/", 1)[1]) == reader.email
         greeting = f"Good morning, {reader.name}." if reader.name else "Good morning."
-        assert subs["%%greeting_text%%"] == greeting
+        assert subs[tokens.greeting_text] == greeting
         assert p["headers"]["List-Unsubscribe"].startswith(f"<{url}>, <mailto:unsubscribe@")
         assert p["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert p["custom_args"] == {"edition": "2025-12-05", "batch": "7"}
     # HTML-escaped where the token sits in HTML; the name quoted where SendGrid would split it.
     assert (
-        personalizations[1]["substitutions"]["%%greeting%%"] == "Good morning, Renée O&#x27;Brien."
+        personalizations[1]["substitutions"][the_letter.tokens.greeting]
+        == "Good morning, Renée O&#x27;Brien."
     )
     assert personalizations[1]["to"][0]["name"] == "Renée O'Brien"
     assert personalizations[2]["to"][0]["name"] == '"Smith, Jo"'
@@ -110,8 +112,8 @@ def test_the_edition_goes_once_per_request_with_its_tokens_for_sendgrid_to_fill(
     assert [c["type"] for c in body["content"]] == ["text/plain", "text/html"]
     assert body["content"][0]["value"] == the_letter.rendered.text
     assert body["content"][1]["value"] == the_letter.rendered.html
-    assert "%%greeting%%" in the_letter.rendered.html
-    assert "%%unsubscribe_url%%" in the_letter.rendered.text
+    assert the_letter.tokens.greeting in the_letter.rendered.html
+    assert the_letter.tokens.unsubscribe_url in the_letter.rendered.text
     assert body["from"] == {"email": "digest@news.example.org", "name": "Gastineau Channel News"}
     assert body["reply_to"] == {"email": "newsroom@news.example.org"}
     assert body["subject"] == the_letter.subject
@@ -158,7 +160,8 @@ def test_a_huge_name_is_left_out_of_the_greeting_rather_than_break_the_batch(
     long = Recipient("long@example.org", "Ö" * 3000)  # 6,000 bytes, in two greetings
     push(fake, the_letter, [long, READERS[0]])
     (body,) = fake.bodies
-    assert body["personalizations"][0]["substitutions"]["%%greeting_text%%"] == "Good morning."
+    substitutions = body["personalizations"][0]["substitutions"]
+    assert substitutions[the_letter.tokens.greeting_text] == "Good morning."
     assert len(fake.deliveries) == 2
 
 

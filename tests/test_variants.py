@@ -128,7 +128,8 @@ def test_each_reader_gets_the_copy_for_their_sections(run_settings: Settings) ->
     assert len(keys | {""}) == 7
     for key in keys:
         stored = store.load_render(EDITION, key)
-        assert stored is not None and "%%unsubscribe_url%%" in stored[1].html
+        assert stored is not None
+        assert f"%%unsubscribe_url-{stored[1].token_key}%%" in stored[1].html
     store.close()
 
 

@@ -566,29 +566,29 @@ def test_the_sends_pages(anna: Newsroom, sample: Settings, store: Store) -> None
 # -- in a browser ----------------------------------------------------------------------
 
 
-def test_the_preview_shows_local_pictures_and_nothing_else_of_the_folder(
+def test_the_preview_shows_published_pictures_and_nothing_else_of_the_folder(
     anna: Newsroom, sample: Settings
 ) -> None:
     html = anna.page(f"{PAGE}/preview").text
-    found = re.search(
-        r'src="images/([0-9a-f]{24})/(examples/sample-newsroom/images/logo.png)"', html
-    )
-    assert found, "the newsroom's logo, a local file, is not linked for the browser"
-    signature, logo = found.groups()
-    # The preview is sandboxed, so its requests carry no password: the signed link is
-    # what lets the picture through, to anyone who has seen the preview.
+    assert "file:" not in html
+    found = re.search(r'src="/media/([0-9a-f]{32}\.png)"', html)
+    assert found, "the newsroom's logo, a local file, is not published for the browser"
+    logo = sample.path.parent / "examples/sample-newsroom/images/logo.png"
+    # Pictures are public, as every email links to them: no password, cached for good.
     with httpx.Client(base_url=str(anna.client.base_url)) as stranger:
-        picture = stranger.get(f"{PAGE}/images/{signature}/{logo}")
+        picture = stranger.get(f"/media/{found.group(1)}")
         assert picture.status_code == 200 and picture.headers["content-type"] == "image/png"
-        assert picture.content == (sample.path.parent / logo).read_bytes()
+        assert picture.content == logo.read_bytes()
+        assert "immutable" in picture.headers["cache-control"]
         for path in (
-            f"{signature}/examples/sample-newsroom/images/%2e%2e/images/logo.png",  # not as signed
-            f"{'0' * 24}/{logo}",  # a made-up signature
-            f"{signature}/digest.toml",
-            f"{signature}/var/digest.db",
-            f"{signature}/%2e%2e/%2e%2e/etc/passwd",
+            "%2e%2e/digest.toml",
+            "..%2fdigest.db",
+            "digest.db",
+            "secret.key",
+            f"{'0' * 32}.png",  # our kind of name, but never published
+            "%2e%2e%2f%2e%2e%2fetc%2fpasswd",
         ):
-            assert stranger.get(f"{PAGE}/images/{path}").status_code == 404, path
+            assert stranger.get(f"/media/{path}").status_code == 404, path
 
 
 def test_an_editor_drops_a_story_in_the_browser(
@@ -611,15 +611,13 @@ def test_an_editor_drops_a_story_in_the_browser(
             preview = page.frame_locator("iframe")
             preview.get_by_text("Good morning.").wait_for()
             assert story.title in preview.locator("body").inner_text()
-            # The sample newsroom's pictures are local files; the preview shows them.
+            # The sample newsroom's pictures are local files, published under /media/.
             frame = next(f for f in page.frames if f.url.endswith("/preview"))
             frame.wait_for_load_state("load")
             shown = frame.evaluate(
                 "[...document.images].map(i => [i.getAttribute('src'), i.naturalWidth])"
             )
-            # (In this fixture the stories were collected in another folder, so only the
-            # newsroom's own logo is a local picture the preview can show.)
-            local = [(src, w) for src, w in shown if src.startswith("images/")]
+            local = [(src, w) for src, w in shown if src.startswith("/media/")]
             assert local and all(w > 0 for _, w in local), shown
 
             item = page.locator("#more li.story", has_text=story.title)

@@ -19,6 +19,7 @@ from typing import Protocol
 
 from digest.errors import SendError
 from digest.models import Batch, Recipient, RenderedEdition
+from digest.tokens import Tokens, fill, inert_text
 
 #: CRLF line ends as SMTP wants. Header lines may run to RFC 5322's hard limit of
 #: 998: Python's folder otherwise breaks a long subject right after "Subject:",
@@ -60,18 +61,25 @@ class Letter:
 
         return token_signer(self.secret)
 
+    @functools.cached_property
+    def tokens(self) -> Tokens:
+        """The tokens this copy was rendered with (its own random key: digest.tokens)."""
+        return Tokens(self.rendered.token_key)
+
     def substitutions(self, recipient: Recipient, unsubscribe_url: str = "") -> dict[str, str]:
         """Token -> value for one recipient, HTML-escaped where the token sits in HTML.
 
-        Pass `unsubscribe_url` when you have it already: signing is the costly part,
-        and a SendGrid batch needs the URL twice per recipient (here and in the headers).
+        Only this copy's own tokens are named, so only the places its template put
+        them get a reader's values (digest.tokens). Pass `unsubscribe_url` when you
+        have it already: signing is the costly part, and a SendGrid batch needs the
+        URL twice per recipient (here and in the headers).
         """
-        greeting = f"Good morning, {recipient.name}." if recipient.name else "Good morning."
-        return {
-            "%%greeting%%": html.escape(greeting),
-            "%%greeting_text%%": greeting,
-            "%%unsubscribe_url%%": unsubscribe_url or self.unsubscribe_url(recipient),
-        }
+        # A name comes from a CSV row or a signup form: inert like any content (tokens).
+        name = inert_text(recipient.name)
+        greeting = f"Good morning, {name}." if name else "Good morning."
+        return self.tokens.values(
+            html.escape(greeting), greeting, unsubscribe_url or self.unsubscribe_url(recipient)
+        )
 
     def list_unsubscribe(self, recipient: Recipient, unsubscribe_url: str = "") -> dict[str, str]:
         """RFC 2369 List-Unsubscribe and RFC 8058 one-click headers for one recipient.
@@ -96,10 +104,7 @@ class Letter:
         """A complete RFC 5322 message for one recipient, tokens filled (outbox and SMTP)."""
         url = self.unsubscribe_url(recipient)
         values = self.substitutions(recipient, url)
-        html_part, text_part = self.rendered.html, self.rendered.text
-        for token, value in values.items():
-            html_part = html_part.replace(token, value)
-            text_part = text_part.replace(token, value)
+        html_part, text_part = fill(self.rendered.html, values), fill(self.rendered.text, values)
         message = EmailMessage(policy=MESSAGE_POLICY)
         message["From"] = Address(self.from_name, addr_spec=self.from_email)
         message["To"] = Address(recipient.name, addr_spec=recipient.email)

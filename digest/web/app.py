@@ -17,10 +17,16 @@ from functools import partial
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+)
 from starlette.routing import Route
 
-from digest import jobs
+from digest import jobs, media
 from digest.config import Settings
 from digest.send import sendgrid_events
 from digest.send.sendgrid_events import (
@@ -105,6 +111,22 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             return pages.render("edition_missing.html.j2", status=404)
         return HTMLResponse(html, headers=_EDITION_HEADERS)
 
+    async def picture(request: Request) -> Response:
+        # The pictures every email links to (digest.media): public, named by their
+        # bytes, so cached for good; only names the publisher makes are served.
+        found = media.published(settings, request.path_params["name"])
+        if found is None:
+            return PlainTextResponse("no such picture", status_code=404, headers=READER_HEADERS)
+        path, content_type = found
+        return FileResponse(
+            path,
+            media_type=content_type,
+            headers={
+                "Cache-Control": "public, max-age=31536000, immutable",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+
     async def sendgrid_webhook(request: Request) -> Response:
         if verifier is None:
             return PlainTextResponse(unusable, status_code=503)
@@ -145,6 +167,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             Route("/unsubscribe/{token}", confirm, methods=["GET"]),
             Route("/unsubscribe/{token}", leave, methods=["POST"]),
             Route("/editions/{name}", edition, methods=["GET"]),
+            Route("/media/{name}", picture, methods=["GET"]),
             Route("/webhooks/sendgrid", sendgrid_webhook, methods=["POST"]),
             *editor_pages.routes(settings, db, pages, guard),
             *sends_pages.routes(settings, db, pages, guard),

@@ -3,8 +3,6 @@
 GET /editor                  -> 303 to the next edition (jobs.upcoming)
 GET /editor/{name}           the edition: slots, scores and why, the change record
 GET /editor/{name}/preview   the whole edition's email HTML, as a preview (framed)
-GET /editor/{name}/images/S/P  a picture from the newsroom's folder (a preview of local
-                             files), by the signed link S the preview gives
 POST /editor/{name}          one change (`action`, `ref`), then 303 back with a flash
 
 Every change is made by digest.editor (or digest.jobs for a draft or a test copy):
@@ -14,16 +12,14 @@ these pages only show what it says. The forms work without JavaScript.
 from __future__ import annotations
 
 import logging
-import re
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any, cast
-from urllib.parse import quote, unquote, urlencode
+from urllib.parse import urlencode
 
 from email_validator import EmailNotValidError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from digest import editor, jobs
@@ -46,9 +42,6 @@ PHONE_WIDTH = 375
 #: What the page's buttons may ask for besides editor.ACTIONS.
 OTHER_ACTIONS = ("approve", "withdraw", "test", "draft")
 _LONGEST_FLASH = 600
-#: src="file:///..." in an email rendered from local files (the demo's pictures).
-_LOCAL_IMAGE = re.compile(r'(\bsrc=)"file://([^"]+)"')
-_IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp"})
 
 
 def _day(name: str) -> date | None:
@@ -68,7 +61,6 @@ def _width(value: str) -> int | None:
 
 def routes(settings: Settings, store: Store, pages: Pages, guard: Guard) -> list[Route]:
     zone = settings.newsroom.zone
-    folder = settings.path.parent.resolve()  # the newsroom's own files: digest.toml's folder
 
     def local_time(moment: datetime) -> str:
         return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
@@ -146,35 +138,12 @@ def routes(settings: Settings, store: Store, pages: Pages, guard: Guard) -> list
             return PlainTextResponse(
                 f"no edition {name} yet", status_code=404, headers=NEWSROOM_HEADERS
             )
-        html = _LOCAL_IMAGE.sub(local_image, jobs.preview_html(settings, rendered))
+        # The newsroom's published pictures (digest.media) from this very server, so the
+        # preview shows them wherever the editor reaches it, not only at base_url.
+        html = jobs.preview_html(settings, rendered).replace(
+            f'src="{settings.base_url}/media/', 'src="/media/'
+        )
         return Response(html, media_type="text/html", headers=PREVIEW_HEADERS)
-
-    def local_image(match: re.Match[str]) -> str:
-        """A file: picture inside the newsroom's folder (the sample newsroom's, say) as a
-        link to images/..., which a browser may load; any other file: link stays as is."""
-        path = Path(unquote(match.group(2)))
-        try:
-            inside = path.resolve().relative_to(folder)
-        except (OSError, ValueError):
-            return match.group(0)
-        relative = inside.as_posix()
-        return f'{match.group(1)}"images/{guard.sign("image:" + relative)}/{quote(relative)}"'
-
-    async def image(request: Request) -> Response:
-        """A picture from the newsroom's folder, for the preview: only images, only there,
-        and only one the preview links to. The preview is sandboxed (an origin of its
-        own), so its picture requests carry no password: the signature in the link is
-        the permission instead."""
-        relative = request.path_params["path"]
-        wanted = (folder / relative).resolve()
-        if (
-            not guard.signed("image:" + relative, request.path_params["sig"])
-            or not wanted.is_relative_to(folder)
-            or wanted.suffix.lower() not in _IMAGE_SUFFIXES
-            or not wanted.is_file()
-        ):
-            return PlainTextResponse("no such picture", status_code=404, headers=NEWSROOM_HEADERS)
-        return FileResponse(wanted, headers={"Cache-Control": "no-store"})
 
     def change(name: str, action: str, ref: str, who: str) -> tuple[str, str]:
         """Make the change; (flash, where on the page it belongs). DigestError says why not."""
@@ -235,5 +204,4 @@ def routes(settings: Settings, store: Store, pages: Pages, guard: Guard) -> list
         Route("/editor/{name}", guard.protect(edition), methods=["GET"]),
         Route("/editor/{name}", guard.protect(post), methods=["POST"]),
         Route("/editor/{name}/preview", guard.protect(preview), methods=["GET"]),
-        Route("/editor/{name}/images/{sig}/{path:path}", image, methods=["GET"]),
     ]
