@@ -9,14 +9,22 @@ into `DATA_DIR/media/` under the hash of its bytes and linked as
 that folder). The name changes when the bytes do, so it can be cached for good.
 
 Only pictures are published: a file is taken when its first bytes say PNG, JPEG, GIF
-or WebP (config.is_picture_file), whatever its name says, so a `logo_url` or a feed's
-`file:///etc/passwd` never puts a server file on the web. Sizing pictures for email
-(twice their display width) is issue 11's.
+or WebP (config.is_picture_file) and Pillow can decode it, whatever its name says, so a
+`logo_url` or a feed's `file:///etc/passwd` never puts a server file on the web.
+
+What is published is an email-sized copy, not the original: at most twice the width
+the template shows it at (the lead 600 px wide -> 1200 px, so it is sharp on a
+high-density phone; a thumbnail 180 px -> 360 px), with its metadata (EXIF, GPS, camera
+serials, comments) left behind. A camera original of 8 MB becomes a few hundred KB that
+a reader on a phone does not pay for. WebP becomes JPEG (or PNG with transparency):
+Outlook for Windows and older Apple Mail do not show WebP (caniemail "image-webp").
+An animated GIF is published as it is, since re-encoding would stop it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import re
@@ -28,9 +36,14 @@ from digest.config import Settings, is_picture_file
 
 log = logging.getLogger("digest.media")
 
-#: The largest local picture published as it is: a mail's picture over this is a
-#: mistake (a camera original), and readers on a phone would pay for it.
-MAX_PICTURE_BYTES = 10 * 1024 * 1024
+#: The largest local file read as a picture at all: past this it is not a picture
+#: meant for a newsletter, and decoding it would cost more than it is worth.
+MAX_PICTURE_BYTES = 50 * 1024 * 1024
+#: Twice the template's display widths (see templates/partials): sharp on 2x screens.
+LEAD_WIDTH = 1200
+THUMB_WIDTH = 360
+LOGO_WIDTH = 480
+JPEG_QUALITY = 82
 #: What `digest web` will serve from the media folder: our own names, nothing else.
 MEDIA_NAME = re.compile(r"^[0-9a-f]{32}\.(png|jpg|gif|webp)$")
 MEDIA_TYPES = {"png": "image/png", "jpg": "image/jpeg", "gif": "image/gif", "webp": "image/webp"}
@@ -40,14 +53,35 @@ def media_dir(settings: Settings) -> Path:
     return settings.data_dir / "media"
 
 
-def _extension(head: bytes) -> str:
-    if head.startswith(b"\x89PNG"):
-        return "png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpg"
-    if head.startswith(b"GIF8"):
-        return "gif"
-    return "webp"
+def email_sized(data: bytes, width: int) -> tuple[bytes, str] | None:
+    """(bytes, extension) of the picture at most `width` px wide, metadata stripped;
+    None when Pillow cannot decode it (or it is a decompression bomb)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as original:
+            if original.format == "GIF" and getattr(original, "is_animated", False):
+                return data, "gif"
+            picture = ImageOps.exif_transpose(original)  # upright, as the camera meant
+            if picture.width > width:
+                height = max(1, round(picture.height * width / picture.width))
+                picture = picture.resize((width, height), Image.Resampling.LANCZOS)
+            has_alpha = picture.mode in ("RGBA", "LA", "PA") or "transparency" in picture.info
+            out = io.BytesIO()
+            # Saved without exif=/icc_profile=/pnginfo=: Pillow writes no metadata then.
+            if original.format == "PNG" or (original.format in ("WEBP", "GIF") and has_alpha):
+                picture.save(out, "PNG", optimize=True)
+                return out.getvalue(), "png"
+            if original.format == "GIF":
+                picture.save(out, "GIF", optimize=True)
+                return out.getvalue(), "gif"
+            picture.convert("RGB").save(
+                out, "JPEG", quality=JPEG_QUALITY, optimize=True, progressive=True
+            )
+            return out.getvalue(), "jpg"
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
+        log.warning("picture could not be read (%s); left out", exc)
+        return None
 
 
 class Publisher:
@@ -55,10 +89,11 @@ class Publisher:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._done: dict[str, str] = {}
+        self._done: dict[tuple[str, int], str] = {}
 
-    def web_address(self, url: str) -> str:
-        """http(s) as it is; a local picture published; anything else "" (left out)."""
+    def web_address(self, url: str, width: int = LEAD_WIDTH) -> str:
+        """http(s) as it is; a local picture published at most `width` px wide; anything
+        else "" (left out)."""
         if not url:
             return ""
         scheme = urlsplit(url).scheme.lower()
@@ -66,24 +101,29 @@ class Publisher:
             return url
         if scheme != "file":
             return ""
-        if url not in self._done:
-            self._done[url] = self._publish(Path(unquote(urlsplit(url).path)))
-        return self._done[url]
+        if (url, width) not in self._done:
+            self._done[url, width] = self._publish(Path(unquote(urlsplit(url).path)), width)
+        return self._done[url, width]
 
-    def _publish(self, path: Path) -> str:
+    def _publish(self, path: Path, width: int) -> str:
         if not is_picture_file(path):
             log.warning("picture %s is not a PNG, JPEG, GIF or WebP file; left out", path)
             return ""
-        data = path.read_bytes()
-        if len(data) > MAX_PICTURE_BYTES:
+        size = path.stat().st_size
+        if size > MAX_PICTURE_BYTES:
             log.warning(
                 "picture %s is %d MB, over %d MB; left out",
                 path,
-                len(data) // 2**20,
+                size // 2**20,
                 MAX_PICTURE_BYTES // 2**20,
             )
             return ""
-        name = f"{hashlib.blake2b(data, digest_size=16).hexdigest()}.{_extension(data[:12])}"
+        sized = email_sized(path.read_bytes(), width)
+        if sized is None:
+            log.warning("picture %s could not be decoded; left out", path)
+            return ""
+        data, extension = sized
+        name = f"{hashlib.blake2b(data, digest_size=16).hexdigest()}.{extension}"
         folder = media_dir(self.settings)
         target = folder / name
         if not target.exists():

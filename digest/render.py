@@ -87,7 +87,8 @@ def _safe_pick(pick: Pick, pictures: media.Publisher | None) -> Pick | None:
         )
         return None
     if story.image_url and pictures is not None:
-        story = replace(story, image_url=pictures.web_address(story.image_url))
+        width = media.LEAD_WIDTH if pick.slot == "lead" else media.THUMB_WIDTH
+        story = replace(story, image_url=pictures.web_address(story.image_url, width))
     if story.image_url and urlsplit(story.image_url).scheme.lower() not in _IMAGE_SCHEMES:
         log.warning("edition: story %r has an unsafe image URL; image left out", story.title[:60])
         story = replace(story, image_url="")
@@ -204,7 +205,7 @@ def render(settings: Settings, edition: Edition) -> RenderedEdition:
     """Render the edition once. Raises RenderError if the output fails its checks."""
     pictures = media.Publisher(settings)
     edition = safe_edition(edition, pictures)
-    logo_url = pictures.web_address(settings.newsroom.logo_url)
+    logo_url = pictures.web_address(settings.newsroom.logo_url, media.LOGO_WIDTH)
     tokens = Tokens(new_key())
     templates = settings.templates_dir
     try:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 from test_web import serving
 
 from digest import media
@@ -49,7 +51,9 @@ def test_local_pictures_are_published_and_server_files_are_not(
     )
     published = sorted(media.media_dir(settings).iterdir())
     # The logo (the same file) and the lead's picture: one published copy, by its bytes.
-    assert [p.read_bytes() for p in published] == [picture.read_bytes()]
+    assert len(published) == 1
+    with Image.open(published[0]) as copy, Image.open(picture) as original:
+        assert copy.size == original.size and copy.tobytes() == original.tobytes()
     name = published[0].name
     assert f'src="{settings.base_url}/media/{name}"' in out.html
     assert "file:" not in out.html and "/etc/passwd" not in out.html
@@ -97,3 +101,36 @@ def test_a_copy_with_a_picture_off_the_web_is_never_rendered(settings: Settings)
     for source in ("file:///srv/newsroom/a.jpg", "/images/a.jpg", "data:image/png;base64,AAAA"):
         with pytest.raises(RenderError, match="not an absolute http"):
             check_html(page.format(source, tokens.unsubscribe_url), tokens)
+
+
+def test_a_camera_original_is_published_email_sized_without_its_metadata(
+    settings: Settings, tmp_path: Path
+) -> None:
+    original = tmp_path / "harbor.jpg"
+    exif = Image.Exif()
+    exif[0x010F] = "CameraMaker"  # Make
+    exif[0x8825] = {2: (58.0, 18.0, 0.0), 4: (134.0, 25.0, 0.0)}  # GPS: Juneau
+    Image.new("RGB", (4000, 3000), (20, 90, 160)).save(original, "JPEG", exif=exif, quality=95)
+    out = render(settings, _edition(original.as_uri(), original.as_uri()))
+    names = re.findall(
+        rf'src="{re.escape(settings.base_url)}/media/([0-9a-f]{{32}}\.jpg)"', out.html
+    )
+    assert len(set(names)) == 2, names  # the lead's size and the thumbnail's
+    widths = set()
+    for name in set(names):
+        path = media.media_dir(settings) / name
+        with Image.open(path) as copy:
+            widths.add(copy.size)
+            assert not copy.getexif() and "exif" not in copy.info
+        assert path.stat().st_size < original.stat().st_size / 4
+    assert widths == {(media.LEAD_WIDTH, 900), (media.THUMB_WIDTH, 270)}
+
+
+def test_a_decompression_bomb_is_left_out(settings: Settings, tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.png"
+    # 20,000 x 20,000 pixels of one colour: a few hundred KB on disk, 1.2 GB decoded.
+    Image.new("1", (20_000, 20_000)).save(bomb, "PNG")
+    out = render(settings, _edition(bomb.as_uri()))
+    # Only the logo is published; the lead goes without a picture.
+    (logo,) = media.media_dir(settings).iterdir()
+    assert out.html.count("/media/") == 1 and logo.name in out.html
