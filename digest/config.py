@@ -146,12 +146,19 @@ class Settings:
         if value:
             return value.encode()
         key_file = self.data_dir / "secret.key"
-        if not key_file.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_urlsafe(32))
-        return key_file.read_text().strip().encode()
+        try:
+            if not key_file.exists():
+                self.data_dir.mkdir(parents=True, exist_ok=True)
+                fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secrets.token_urlsafe(32))
+            return key_file.read_text().strip().encode()
+        except OSError as exc:
+            raise ConfigError(
+                f"{self.path}: [storage] data_dir {self.data_dir}: cannot keep the signing key "
+                f"{key_file.name} there ({exc.strerror}); make the folder writable or set "
+                "DIGEST_SECRET_KEY"
+            ) from None
 
 
 #: Every table of digest.toml and its keys. A key or table not here is a mistake
@@ -329,12 +336,20 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
             f"{path}: no such settings file; pass --config PATH "
             "or copy digest.toml from the repository"
         )
+    if path.is_dir():
+        inside = path / "digest.toml"
+        raise ConfigError(
+            f"{path}: is a folder, not a settings file; pass --config the file itself"
+            + (f" ({inside})" if inside.is_file() else " (digest.toml)")
+        )
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the settings file ({exc.strerror})") from None
     base = path.resolve().parent
     check_known_keys(raw, path)
 
@@ -375,6 +390,10 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
     )
     if "@" not in sender.from_email:
         raise ConfigError(f"{path}: [sender] from_email {sender.from_email!r} is not an address")
+    for key in ("operators", "editors"):
+        for address in getattr(sender, key):
+            if "@" not in address:
+                raise ConfigError(f"{path}: [sender] {key}: {address!r} is not an address")
 
     so = _section(raw, "sources", path)
     unknown = sorted(set(so) - set(SOURCE_KINDS))
@@ -416,7 +435,10 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
 
     dl = _section(raw, "delivery", path)
     backend = _get(dl, "backend", str, path, "delivery", "outbox")
-    backend = env.get("DIGEST_BACKEND", backend)
+    if env.get("DIGEST_BACKEND"):
+        backend = env["DIGEST_BACKEND"]
+        if backend not in ("outbox", "smtp", "sendgrid"):
+            raise ConfigError(f"DIGEST_BACKEND={backend!r} must be outbox, smtp or sendgrid")
     if backend not in ("outbox", "smtp", "sendgrid"):
         raise ConfigError(
             f"{path}: [delivery] backend {backend!r} must be outbox, smtp or sendgrid"
@@ -506,6 +528,11 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
         raise ConfigError(f"{path}: [web] base_url must start with http:// or https://")
 
     templates = _get(_section(raw, "templates", path), "dir", str, path, "templates", "")
+    if templates and not _resolve(base, templates).is_dir():
+        raise ConfigError(
+            f"{path}: [templates] dir {str(_resolve(base, templates))!r} is not a folder; "
+            "leave it out to use the templates that come with digest"
+        )
     return Settings(
         path=path.resolve(),
         newsroom=newsroom,

@@ -36,13 +36,16 @@ from digest.send.ledger import (
     settle,
 )
 from digest.store import Store
-from digest.subscribers import ImportReport, import_csv, normalise_email
+from digest.subscribers import ImportReport, normalise_email
 
 log = logging.getLogger("digest.jobs")
 
 
 def open_store(settings: Settings) -> Store:
-    return Store.open(settings.database_url)
+    """The store the settings name, or one line naming the setting (environment)."""
+    from digest import environment
+
+    return environment.open_store(settings)
 
 
 def today(settings: Settings) -> date:
@@ -250,19 +253,24 @@ def preview_html(settings: Settings, rendered: RenderedEdition) -> str:
 
 
 def write_edition(
-    settings: Settings, rendered: RenderedEdition, out_dir: Path
+    settings: Settings, rendered: RenderedEdition, out_dir: Path, *, named_by: str = "--out"
 ) -> tuple[Path, Path]:
-    from digest import render
+    """EDITION.html and EDITION.txt in out_dir; named_by: what named it, for the error."""
+    from digest import environment, render
 
-    return render.write(rendered, out_dir, preview_values(settings))
+    environment.writable_folder(out_dir, named_by)
+    with environment.writing(out_dir, named_by):
+        return render.write(rendered, out_dir, preview_values(settings))
 
 
 def sync_subscribers(settings: Settings, store: Store) -> ImportReport | None:
     """Import the newsroom's subscribers.csv, if it has one; never resubscribes anyone."""
+    from digest import environment
+
     path = settings.delivery.subscribers_file
     if not path.exists():
         return None
-    return import_csv(store, path)
+    return environment.import_subscribers(store, path)
 
 
 @dataclass
@@ -339,9 +347,12 @@ def send_test(
 
     sections: the copy a reader with these section preferences gets ("" = the whole one).
     """
+    from digest import environment
+
     rendered = render_edition(settings, store, name, sections=sections)
     letter = letter_for(settings, rendered, test=True)
     recipients = [normalise_email(a) for a in addresses]
+    environment.ready_to_send(settings, backend or settings.delivery.backend)
     send_now(settings, letter, recipients, backend)
     return len(recipients)
 
@@ -371,7 +382,11 @@ def send(
     if existing is None:
         refuse_empty(edition)
     backend_name = backend or (existing.backend if existing else settings.delivery.backend)
-    # The backend first: a missing API key fails here, before anything is recorded.
+    # The backend, its folder and the signing key first: a missing API key or a folder
+    # that cannot be written fails here, before anything is recorded.
+    from digest import environment
+
+    environment.ready_to_send(settings, backend_name)
     mailer = make_backend(settings, backend_name)
     try:
         if existing is None:
@@ -533,7 +548,10 @@ def run(
     imported = sync_subscribers(settings, store)
     edition = draft(settings, store, day)
     rendered = render_edition(settings, store, edition.name)
-    html_path, text_path = write_edition(settings, rendered, settings.data_dir / "editions")
+    data_dir = f"{settings.path}: [storage] data_dir"
+    html_path, text_path = write_edition(
+        settings, rendered, settings.data_dir / "editions", named_by=data_dir
+    )
     result = send(
         settings,
         store,

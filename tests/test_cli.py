@@ -14,12 +14,12 @@ DIGEST = [sys.executable, "-m", "digest.cli"]
 
 
 def digest(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     environment.update(env or {})
     return subprocess.run(
-        [*DIGEST, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=120
+        [*DIGEST, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -204,3 +204,14 @@ def test_the_command_loads_collectors_and_the_postgresql_dialect_only_when_used(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+# -- issue 8: one line for an operator ----------------------------------------------------
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """stderr as an operator sees it: exactly one `error:` line, no traceback."""
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
