@@ -75,7 +75,10 @@ class EditionSettings:
 class Delivery:
     backend: str = "outbox"
     outbox_dir: Path = Path("var/outbox")
-    subscribers_file: Path = Path("subscribers.csv")
+    #: The newsroom's list, imported before each `digest run` and scheduled send; named,
+    #: it must be there (environment.subscribers_file). None: not named; subscribers.csv
+    #: beside digest.toml is imported when there is one.
+    subscribers_file: Path | None = None
     batch_size: int = 1000
     rate_per_second: float = 0.0  # recipients per second; 0 = no cap
     max_consecutive_failures: int = 5
@@ -453,12 +456,11 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
     asm = dl.get("asm_group_id")
     if asm is not None and (not isinstance(asm, int) or isinstance(asm, bool)):
         raise ConfigError(f"{path}: [delivery] asm_group_id must be an integer")
+    named_list = _get(dl, "subscribers_file", str, path, "delivery", "")
     delivery = Delivery(
         backend=backend,
         outbox_dir=_resolve(base, _get(dl, "outbox_dir", str, path, "delivery", "var/outbox")),
-        subscribers_file=_resolve(
-            base, _get(dl, "subscribers_file", str, path, "delivery", "subscribers.csv")
-        ),
+        subscribers_file=_resolve(base, named_list) if named_list.strip() else None,
         batch_size=batch_size,
         rate_per_second=_get(dl, "rate_per_second", float, path, "delivery", 0.0),
         max_consecutive_failures=_get(dl, "max_consecutive_failures", int, path, "delivery", 5),

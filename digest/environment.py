@@ -170,6 +170,29 @@ def writable_folder(path: Path, setting: str) -> Path:
     return path
 
 
+def subscribers_file(settings: Settings) -> Path | None:
+    """The newsroom's list to import before a send, or None.
+
+    A list named in [delivery] subscribers_file must be there: one that went missing (a
+    move, a typo) would otherwise send to nobody, which burns the edition, or to whoever
+    an earlier import left, without a word. With none named, subscribers.csv beside
+    digest.toml is imported when there is one; otherwise the list lives in the database
+    (`digest subscribers import`).
+    """
+    named = settings.delivery.subscribers_file
+    if named is None:
+        beside = settings.path.parent / "subscribers.csv"
+        return beside if beside.is_file() else None
+    if not named.is_file():
+        what = "is a folder, not a CSV file" if named.is_dir() else "no such file"
+        raise ConfigError(
+            f"{settings.path}: [delivery] subscribers_file {named}: {what}; nothing was "
+            "sent. Put the newsroom's list there, or correct the setting (leave it out to "
+            "keep the list only in the database: `digest subscribers import FILE`)"
+        )
+    return named
+
+
 def import_subscribers(
     store: Store, path: Path, on_progress: Callable[[ImportReport], None] | None = None
 ) -> ImportReport:
