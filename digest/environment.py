@@ -229,11 +229,14 @@ def check_listen(host: str, port: int) -> None:
     or a host that does not resolve is one line, not the server's start-up log."""
     if not 1 <= port <= 65535:
         raise ConfigError(f"--port {port} is not a port number (1 to 65535)")
+    # IPv4 unless the host is an IPv6 address: a name such as localhost may resolve to ::1
+    # first on a machine without IPv6, and the probe must not refuse what can be served.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = socket.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise ConfigError(f"--host {host!r}: no such address ({exc.strerror})") from None
-    family, kind, proto, _name, address = addresses[0]
+    _family, kind, proto, _name, address = addresses[0]
     with socket.socket(family, kind, proto) as probe:
         # As uvicorn binds: SO_REUSEADDR, so a port in TIME_WAIT is not "in use".
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
