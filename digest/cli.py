@@ -83,8 +83,12 @@ def _error(message: str) -> None:
 
 @contextmanager
 def _session(config_path: Path) -> Iterator[tuple[config.Settings, Store]]:
-    """Load settings and open the store; turn our errors into one line and an exit status."""
+    """Load settings and open the store; turn our errors, and a database that stops
+    answering part-way, into one line and an exit status."""
+    from digest import environment
+
     _setup_logging()
+    settings: config.Settings | None = None
     try:
         settings = config.load(config_path)
         store = jobs.open_store(settings)
@@ -95,6 +99,11 @@ def _session(config_path: Path) -> Iterator[tuple[config.Settings, Store]]:
     except DigestError as exc:
         _error(str(exc))
         raise typer.Exit(exc.exit_code) from None
+    except environment.DATABASE_LOST as exc:
+        if settings is None:
+            raise
+        _error(str(environment.lost_database(settings, exc)))
+        raise typer.Exit(2) from None
 
 
 def _day(settings: config.Settings, value: str | None, *, upcoming: bool = False) -> date:
@@ -498,11 +507,13 @@ def send(
     ] = "",
 ) -> None:
     """Send an edition to every active subscriber, exactly once."""
+    _at_least("--limit", limit, 1)
     with _session(config_path) as (settings, store):
         if sections and not test:
             _error("--sections goes with --test (a real send gives each reader their own copy)")
             raise typer.Exit(2)
         if test:
+            test = [_address(address, "--test") for address in test]
             count = jobs.send_test(settings, store, edition, test, backend, sections=sections)
             copy = f" (the copy for {sections!r})" if sections else ""
             console.print(f"test copy of {edition}{copy} sent to {count} address(es)")
@@ -631,6 +642,7 @@ def worker(
     sharing the PostgreSQL database, to go faster. A worker never resends failed
     or in-doubt batches; that is `digest send EDITION --resume`.
     """
+    _at_least("--poll", poll, 0.1)
     with _session(config_path) as (settings, store), _stop_on_signal() as stop:
         sent = jobs.work(settings, store, backend=backend, once=once, poll_seconds=poll, stop=stop)
         console.print(f"worker: {sent:,} recipients sent")
@@ -660,9 +672,11 @@ def web(
     """
     import uvicorn
 
+    from digest.environment import check_listen
     from digest.web import create_app
 
     with _session(config_path) as (settings, store):
+        check_listen(host, port)
         if not settings.base_url.startswith("https://"):
             sys.stderr.write(
                 f"warning: [web] base_url {settings.base_url} is not https://; mail clients "
@@ -681,7 +695,8 @@ def subscribers_import(
     config_path: ConfigOption = Path("digest.toml"),
 ) -> None:
     """Add or update subscribers from a CSV. Never resubscribes anyone who left."""
-    from digest.subscribers import ImportReport, import_csv
+    from digest.environment import import_subscribers
+    from digest.subscribers import ImportReport
 
     size = file.stat().st_size if file.is_file() else 0
     columns = (
@@ -701,7 +716,7 @@ def subscribers_import(
         def on_progress(report: ImportReport) -> None:
             bar.update(task, completed=report.bytes_read, rows=f"{report.read:,} rows")
 
-        r = import_csv(store, file, on_progress=on_progress)
+        r = import_subscribers(store, file, on_progress=on_progress)
         bar.update(task, completed=size, rows=f"{r.read:,} rows")
     console.print(
         f"{r.read:,} rows: {r.added:,} added, {r.updated:,} updated, "
@@ -716,9 +731,10 @@ def subscribers_export(
     config_path: ConfigOption = Path("digest.toml"),
 ) -> None:
     """Write every subscriber to a CSV that is safe to open in a spreadsheet."""
+    from digest.environment import writing
     from digest.subscribers import export_csv
 
-    with _session(config_path) as (_settings, store):
+    with _session(config_path) as (_settings, store), writing(file):
         console.print(f"{export_csv(store, file):,} subscribers written to {file}")
 
 
@@ -731,6 +747,11 @@ def subscribers_list(
     limit: Annotated[int, typer.Option(help="Show at most this many.")] = 50,
 ) -> None:
     """Show subscribers and the count per status."""
+    from digest.subscribers import STATUSES
+
+    if status is not None and status not in STATUSES:
+        _error(f"--status {status!r} is not one of {', '.join(sorted(STATUSES))}")
+        raise typer.Exit(2)
     with _session(config_path) as (_settings, store):
         counts = store.count_subscribers()
         console.print(
@@ -746,7 +767,7 @@ def subscribers_list(
             )
 
 
-def _address(email: str) -> str:
+def _address(email: str, option: str = "") -> str:
     """The address as stored, or one line and exit status 2."""
     from email_validator import EmailNotValidError
 
@@ -755,8 +776,16 @@ def _address(email: str) -> str:
     try:
         return normalise_email(email)
     except EmailNotValidError as exc:
-        _error(f"{email!r} is not an e-mail address: {exc}")
+        _error(f"{option}{' ' * bool(option)}{email!r} is not an e-mail address: {exc}")
         raise typer.Exit(2) from None
+
+
+def _at_least(option: str, value: float | None, least: float) -> None:
+    """A number option below what it can mean (a send of 0 batches, a poll of -1 s):
+    one line and exit status 2, as for a bad --date."""
+    if value is not None and value < least:
+        _error(f"{option} must be {least:g} or more, not {value:g}")
+        raise typer.Exit(2)
 
 
 @subscribers_app.command("show")
@@ -837,8 +866,9 @@ def subscribers_remove(
 ) -> None:
     """Unsubscribe an address for good (it is kept as a suppression, never mailed again)."""
     with _session(config_path) as (_settings, store):
-        store.suppress(email, "unsubscribed", source="cli")
-        console.print(f"{email.lower()} unsubscribed")
+        address = _address(email)
+        store.suppress(address, "unsubscribed", source="cli")
+        console.print(f"{address} unsubscribed")
 
 
 # -- scheduling (issue 4) -----------------------------------------------------------

@@ -75,7 +75,10 @@ class EditionSettings:
 class Delivery:
     backend: str = "outbox"
     outbox_dir: Path = Path("var/outbox")
-    subscribers_file: Path = Path("subscribers.csv")
+    #: The newsroom's list, imported before each `digest run` and scheduled send; named,
+    #: it must be there (environment.subscribers_file). None: not named; subscribers.csv
+    #: beside digest.toml is imported when there is one.
+    subscribers_file: Path | None = None
     batch_size: int = 1000
     rate_per_second: float = 0.0  # recipients per second; 0 = no cap
     max_consecutive_failures: int = 5
@@ -146,12 +149,19 @@ class Settings:
         if value:
             return value.encode()
         key_file = self.data_dir / "secret.key"
-        if not key_file.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_urlsafe(32))
-        return key_file.read_text().strip().encode()
+        try:
+            if not key_file.exists():
+                self.data_dir.mkdir(parents=True, exist_ok=True)
+                fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secrets.token_urlsafe(32))
+            return key_file.read_text().strip().encode()
+        except OSError as exc:
+            raise ConfigError(
+                f"{self.path}: [storage] data_dir {self.data_dir}: cannot keep the signing key "
+                f"{key_file.name} there ({exc.strerror}); make the folder writable or set "
+                "DIGEST_SECRET_KEY"
+            ) from None
 
 
 #: Every table of digest.toml and its keys. A key or table not here is a mistake
@@ -329,12 +339,20 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
             f"{path}: no such settings file; pass --config PATH "
             "or copy digest.toml from the repository"
         )
+    if path.is_dir():
+        inside = path / "digest.toml"
+        raise ConfigError(
+            f"{path}: is a folder, not a settings file; pass --config the file itself"
+            + (f" ({inside})" if inside.is_file() else " (digest.toml)")
+        )
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the settings file ({exc.strerror})") from None
     base = path.resolve().parent
     check_known_keys(raw, path)
 
@@ -375,6 +393,10 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
     )
     if "@" not in sender.from_email:
         raise ConfigError(f"{path}: [sender] from_email {sender.from_email!r} is not an address")
+    for key in ("operators", "editors"):
+        for address in getattr(sender, key):
+            if "@" not in address:
+                raise ConfigError(f"{path}: [sender] {key}: {address!r} is not an address")
 
     so = _section(raw, "sources", path)
     unknown = sorted(set(so) - set(SOURCE_KINDS))
@@ -416,7 +438,10 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
 
     dl = _section(raw, "delivery", path)
     backend = _get(dl, "backend", str, path, "delivery", "outbox")
-    backend = env.get("DIGEST_BACKEND", backend)
+    if env.get("DIGEST_BACKEND"):
+        backend = env["DIGEST_BACKEND"]
+        if backend not in ("outbox", "smtp", "sendgrid"):
+            raise ConfigError(f"DIGEST_BACKEND={backend!r} must be outbox, smtp or sendgrid")
     if backend not in ("outbox", "smtp", "sendgrid"):
         raise ConfigError(
             f"{path}: [delivery] backend {backend!r} must be outbox, smtp or sendgrid"
@@ -431,12 +456,11 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
     asm = dl.get("asm_group_id")
     if asm is not None and (not isinstance(asm, int) or isinstance(asm, bool)):
         raise ConfigError(f"{path}: [delivery] asm_group_id must be an integer")
+    named_list = _get(dl, "subscribers_file", str, path, "delivery", "")
     delivery = Delivery(
         backend=backend,
         outbox_dir=_resolve(base, _get(dl, "outbox_dir", str, path, "delivery", "var/outbox")),
-        subscribers_file=_resolve(
-            base, _get(dl, "subscribers_file", str, path, "delivery", "subscribers.csv")
-        ),
+        subscribers_file=_resolve(base, named_list) if named_list.strip() else None,
         batch_size=batch_size,
         rate_per_second=_get(dl, "rate_per_second", float, path, "delivery", 0.0),
         max_consecutive_failures=_get(dl, "max_consecutive_failures", int, path, "delivery", 5),
@@ -506,6 +530,11 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
         raise ConfigError(f"{path}: [web] base_url must start with http:// or https://")
 
     templates = _get(_section(raw, "templates", path), "dir", str, path, "templates", "")
+    if templates and not _resolve(base, templates).is_dir():
+        raise ConfigError(
+            f"{path}: [templates] dir {str(_resolve(base, templates))!r} is not a folder; "
+            "leave it out to use the templates that come with digest"
+        )
     return Settings(
         path=path.resolve(),
         newsroom=newsroom,

@@ -21,7 +21,7 @@ from pathlib import Path
 from digest import rank
 from digest.collect import CollectResult, collect_all
 from digest.config import Settings
-from digest.errors import NotFoundError, SendError
+from digest.errors import DigestError, NotFoundError, SendError
 from digest.models import Batch, Edition, RenderedEdition
 from digest.send import letter_for, make_backend, send_now
 from digest.send.base import Backend, Letter
@@ -36,14 +36,17 @@ from digest.send.ledger import (
     settle,
 )
 from digest.store import Store
-from digest.subscribers import ImportReport, import_csv, normalise_email
+from digest.subscribers import ImportReport, normalise_email
 from digest.tokens import Tokens, fill
 
 log = logging.getLogger("digest.jobs")
 
 
 def open_store(settings: Settings) -> Store:
-    return Store.open(settings.database_url)
+    """The store the settings name, or one line naming the setting (environment)."""
+    from digest import environment
+
+    return environment.open_store(settings)
 
 
 def today(settings: Settings) -> date:
@@ -247,19 +250,23 @@ def preview_html(settings: Settings, rendered: RenderedEdition) -> str:
 
 
 def write_edition(
-    settings: Settings, rendered: RenderedEdition, out_dir: Path
+    settings: Settings, rendered: RenderedEdition, out_dir: Path, *, named_by: str = "--out"
 ) -> tuple[Path, Path]:
-    from digest import render
+    """EDITION.html and EDITION.txt in out_dir; named_by: what named it, for the error."""
+    from digest import environment, render
 
-    return render.write(rendered, out_dir, preview_values(settings, rendered))
+    environment.writable_folder(out_dir, named_by)
+    with environment.writing(out_dir, named_by):
+        return render.write(rendered, out_dir, preview_values(settings, rendered))
 
 
 def sync_subscribers(settings: Settings, store: Store) -> ImportReport | None:
-    """Import the newsroom's subscribers.csv, if it has one; never resubscribes anyone."""
-    path = settings.delivery.subscribers_file
-    if not path.exists():
-        return None
-    return import_csv(store, path)
+    """Import the newsroom's list (environment.subscribers_file: named, it must be there)
+    before a send snapshots its recipients; never resubscribes anyone."""
+    from digest import environment
+
+    path = environment.subscribers_file(settings)
+    return None if path is None else environment.import_subscribers(store, path)
 
 
 @dataclass
@@ -272,6 +279,27 @@ class DryRun:
     largest_request: int = 0  # bytes of the biggest API request (SendGrid)
     request_bytes: int = 0  # bytes of all API requests together (SendGrid)
     copies: int = 0  # copies of the edition: the whole one and one per section preference
+
+
+def refuse_no_readers(settings: Settings, store: Store, edition: Edition) -> None:
+    """A send with nobody to deliver to is refused before anything is recorded: a send
+    of 0 of 0 would be "done", and the edition, which then has a send, could never go
+    out to the readers once the list is in (a missing subscribers file, a send before
+    the first import)."""
+    if sum(store.deliverable_sections().values()):
+        return
+    counts = store.count_subscribers()
+    known = ", ".join(f"{n:,} {status}" for status, n in sorted(counts.items()))
+    known = known or "the list is empty"
+    named = settings.delivery.subscribers_file
+    if named is not None and not named.is_file():
+        known += f"; [delivery] subscribers_file {named} does not exist"
+    raise SendError(
+        f"edition {edition.name} has no one to send to: no subscriber is active and "
+        f"unsuppressed ({known}). Nothing was sent or "
+        "recorded; import the list (`digest subscribers import FILE`), then "
+        f"`digest send {edition.name}`"
+    )
 
 
 def refuse_empty(edition: Edition) -> None:
@@ -336,9 +364,12 @@ def send_test(
 
     sections: the copy a reader with these section preferences gets ("" = the whole one).
     """
+    from digest import environment
+
     rendered = render_edition(settings, store, name, sections=sections)
     letter = letter_for(settings, rendered, test=True)
     recipients = [normalise_email(a) for a in addresses]
+    environment.ready_to_send(settings, backend or settings.delivery.backend)
     send_now(settings, letter, recipients, backend)
     return len(recipients)
 
@@ -367,8 +398,13 @@ def send(
     existing = store.get_send(name)
     if existing is None:
         refuse_empty(edition)
+        refuse_no_readers(settings, store, edition)
     backend_name = backend or (existing.backend if existing else settings.delivery.backend)
-    # The backend first: a missing API key fails here, before anything is recorded.
+    # The backend, its folder and the signing key first: a missing API key or a folder
+    # that cannot be written fails here, before anything is recorded.
+    from digest import environment
+
+    environment.ready_to_send(settings, backend_name)
     mailer = make_backend(settings, backend_name)
     try:
         if existing is None:
@@ -527,10 +563,22 @@ def run(
     interrupted send are finished, in-doubt ones are left to the operator.
     """
     collected = collect(settings, store)
-    imported = sync_subscribers(settings, store)
+    imported: ImportReport | None = None
+    list_problem: DigestError | None = None
+    try:
+        imported = sync_subscribers(settings, store)
+    except DigestError as exc:
+        list_problem = exc
     edition = draft(settings, store, day)
     rendered = render_edition(settings, store, edition.name)
-    html_path, text_path = write_edition(settings, rendered, settings.data_dir / "editions")
+    data_dir = f"{settings.path}: [storage] data_dir"
+    html_path, text_path = write_edition(
+        settings, rendered, settings.data_dir / "editions", named_by=data_dir
+    )
+    if list_problem is not None:
+        # Collected, drafted and rendered, so editors can work on it; only the send
+        # waits for the list, with nothing recorded, so it can go out once it is there.
+        raise list_problem
     result = send(
         settings,
         store,

@@ -408,6 +408,11 @@ def load(path: Path, settings: Settings) -> Schedule:
         raise ConfigError(f"{path}:{where} not valid YAML: {problem}{hint}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:  # a folder, or a file we may not read
+        raise ConfigError(
+            f"{path}: cannot read the schedule ({exc.strerror}); name the cron.yaml file "
+            "in [schedule] file of digest.toml"
+        ) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: must be a mapping with time_zone and jobs (see cron.yaml)")
     for key in raw:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -296,6 +297,21 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+#: Seconds to wait for PostgreSQL to answer a new connection. libpq's default is to
+#: wait as long as the operating system does (minutes, for a host that drops packets);
+#: a command should say "cannot connect" well before an operator gives up on it.
+CONNECT_TIMEOUT = 10
+
+
+def _with_connect_timeout(url: str) -> str:
+    """The URL with connect_timeout, unless it or PGCONNECT_TIMEOUT already says one."""
+    if not url.startswith("postgresql") or "connect_timeout=" in url:
+        return url
+    if os.environ.get("PGCONNECT_TIMEOUT"):
+        return url
+    return f"{url}{'&' if '?' in url else '?'}connect_timeout={CONNECT_TIMEOUT}"
+
+
 def newest_revision() -> str | None:
     """The head revision of digest/migrations, read from the files without Alembic.
 
@@ -437,9 +453,13 @@ class Store:
 
     @classmethod
     def open(cls, url: str, *, upgrade: bool = True) -> Store:
-        engine = make_engine(url)
-        if upgrade:
-            migrate(engine)
+        engine = make_engine(_with_connect_timeout(url))
+        try:
+            if upgrade:
+                migrate(engine)
+        except BaseException:
+            engine.dispose()
+            raise
         return cls(engine)
 
     @property

@@ -14,12 +14,12 @@ DIGEST = [sys.executable, "-m", "digest.cli"]
 
 
 def digest(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     environment.update(env or {})
     return subprocess.run(
-        [*DIGEST, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=120
+        [*DIGEST, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -204,3 +204,69 @@ def test_the_command_loads_collectors_and_the_postgresql_dialect_only_when_used(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+# -- issue 8: one line for an operator ----------------------------------------------------
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """stderr as an operator sees it: exactly one `error:` line, no traceback."""
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+# An edition is never burned on zero recipients (issue 8, case 2).
+
+
+def test_a_send_to_nobody_is_refused_and_the_edition_can_still_go_out(newsroom: Path) -> None:
+    assert digest("collect", cwd=newsroom).returncode == 0
+    assert digest("draft", "--date", "2025-12-05", cwd=newsroom).returncode == 0
+    # Before any import: nobody to send to. Today's refusal, not a send of 0 of 0.
+    refused = digest("send", "2025-12-05", cwd=newsroom)
+    assert refused.returncode == 1
+    line = one_error_line(refused)
+    assert "edition 2025-12-05 has no one to send to" in line
+    assert "Nothing was sent or recorded" in line and "digest subscribers import" in line
+    assert json.loads(digest("sends", "--json", cwd=newsroom).stdout) == []
+    # The list comes in, and the edition goes out to it: it was not burned.
+    assert digest("subscribers", "import", "subscribers.csv", cwd=newsroom).returncode == 0
+    sent = digest("send", "2025-12-05", cwd=newsroom)
+    assert sent.returncode == 0, sent.stderr
+    assert "9 of 9 recipients sent (9 now)" in sent.stdout
+
+
+def test_run_with_its_subscribers_file_missing_collects_and_drafts_but_sends_nothing(
+    newsroom: Path,
+) -> None:
+    (newsroom / "subscribers.csv").rename(newsroom / "moved.csv")
+    run = digest("run", "--date", "2025-12-05", cwd=newsroom)
+    assert run.returncode == 2
+    line = one_error_line(run)
+    assert f"[delivery] subscribers_file {newsroom / 'subscribers.csv'}: no such file" in line
+    assert "nothing was sent" in line
+    # Collect and draft went on (an editor can work on the edition); no send is recorded.
+    assert (newsroom / "var/editions/2025-12-05.html").exists()
+    assert json.loads(digest("sends", "--json", cwd=newsroom).stdout) == []
+    # A send by hand says why there is nobody, and still records nothing.
+    by_hand = digest("send", "2025-12-05", cwd=newsroom)
+    assert by_hand.returncode == 1
+    assert "subscribers_file" in one_error_line(by_hand) and "does not exist" in by_hand.stderr
+    # The list is back: the same edition goes out to everyone on it.
+    (newsroom / "moved.csv").rename(newsroom / "subscribers.csv")
+    again = digest("run", "--date", "2025-12-05", cwd=newsroom)
+    assert again.returncode == 0, again.stderr
+    assert "9 of 9 recipients sent (9 now)" in again.stdout
+
+
+def test_run_without_a_named_list_and_nobody_to_send_to_is_refused(newsroom: Path) -> None:
+    # No subscribers_file named and no subscribers.csv beside digest.toml: the list is
+    # the database's, which is empty. Refused, as `digest send` is.
+    toml = newsroom / "digest.toml"
+    toml.write_text(toml.read_text().replace('subscribers_file = "subscribers.csv"\n', ""))
+    (newsroom / "subscribers.csv").unlink()
+    run = digest("run", "--date", "2025-12-05", cwd=newsroom)
+    assert run.returncode == 1
+    assert "has no one to send to" in one_error_line(run)
+    assert json.loads(digest("sends", "--json", cwd=newsroom).stdout) == []

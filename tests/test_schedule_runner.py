@@ -417,6 +417,35 @@ def test_a_send_of_an_empty_edition_fails_and_the_operators_are_told(
     assert "send failed" in mail["Subject"] and "has no stories" in text_of(mail)
 
 
+@pytest.mark.parametrize(
+    ("the_list", "expected"),
+    [
+        ("missing", "[delivery] subscribers_file"),  # moved or mistyped: not a silent skip
+        ("nobody on it", "has no one to send to"),  # every reader left, or none came in
+    ],
+)
+def test_a_send_to_nobody_fails_and_the_operators_are_told(
+    settings: config.Settings, local_store: Store, the_list: str, expected: str
+) -> None:
+    schedule = schedule_for(settings)
+    jobs.collect(settings, local_store)
+    jobs.draft(settings, local_store, date(2025, 12, 5))
+    subscribers = settings.delivery.subscribers_file
+    assert subscribers is not None
+    if the_list == "missing":
+        subscribers.unlink()
+    else:
+        subscribers.write_text("email,name,sections,status\n", encoding="utf-8")
+    send = schedule.job("send")
+    outcome = runner(settings, local_store, schedule, at(6, 0, second=3)).fire_due(send)
+    assert outcome is not None and outcome.state == "failed"
+    assert expected in outcome.detail and "Traceback" not in outcome.detail
+    # Nothing recorded: the edition is not burned, and goes out once the list is there.
+    assert local_store.get_send(DAY) is None and sent_files(settings) == []
+    (mail,) = alerts(settings)
+    assert "send failed" in mail["Subject"] and expected in text_of(mail)
+
+
 # -- preview: the editors get the coming edition ----------------------------------------------
 
 
