@@ -238,8 +238,24 @@ def _b64(data: bytes) -> str:
     return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode()
 
 
+#: The base64url alphabet (RFC 4648 section 5), nothing else: no "+/", no padding.
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """The bytes of a base64url text, or ValueError unless it is their one canonical spelling.
+
+    base64 decoders forgive: padding or none, "+/" for "-_", and set trailing bits
+    in the last character (RFC 4648 section 3.5: "dfA" and "dfB" both decode to
+    the same two bytes). A token must be exactly what _b64 wrote, so one token has
+    one spelling: encoding the bytes again must give the very text back.
+    """
+    if _BASE64URL.fullmatch(text) is None or len(text) % 4 == 1:
+        raise ValueError("not base64url")
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:
+        raise ValueError("not the canonical spelling")
+    return data
 
 
 #: Domain separation: a digest made for unsubscribing is good for nothing else.
@@ -281,17 +297,25 @@ def unsubscribe_token(secret: bytes, email: str) -> str:
 
 
 def verify_token(secret: bytes, token: str) -> str | None:
-    """The address a token was made for, or None if it was not made with this secret."""
+    """The address a token was made for, or None if it was not made with this secret.
+
+    Only the spelling unsubscribe_token writes is accepted: both parts canonical
+    base64url (see _unb64), one dot. The signature is compared as text, in
+    constant time (hmac.compare_digest), against the one we would write, which
+    checks its bytes and its spelling at once.
+    """
+    encoded, dot, signature = token.partition(".")
+    if not dot or _BASE64URL.fullmatch(signature) is None:
+        return None
     try:
-        encoded, signature = token.split(".", 1)
         address = _unb64(encoded)
-        given = _unb64(signature)
-    except (ValueError, TypeError):
+        text = address.decode()
+    except (ValueError, UnicodeDecodeError):
         return None
-    expected = _signature(secret, address)
-    if not hmac.compare_digest(given, expected):
+    expected = _b64(_signature(secret, address))
+    if not hmac.compare_digest(signature.encode(), expected.encode()):
         return None
-    return address.decode()
+    return text
 
 
 # -- leaving: the unsubscribe link and RFC 8058 one-click --------------------------
