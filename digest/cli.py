@@ -731,6 +731,8 @@ def subscribers_list(
     limit: Annotated[int, typer.Option(help="Show at most this many.")] = 50,
 ) -> None:
     """Show subscribers and the count per status."""
+    from digest.subscribers import display_email
+
     with _session(config_path) as (_settings, store):
         counts = store.count_subscribers()
         console.print(
@@ -740,7 +742,7 @@ def subscribers_list(
             if i >= limit:
                 break
             console.print(
-                f"{s.email}\t{s.name}\t{';'.join(s.sections)}\t{s.status}",
+                f"{display_email(s.email)}\t{s.name}\t{';'.join(s.sections)}\t{s.status}",
                 highlight=False,
                 markup=False,
             )
@@ -766,6 +768,8 @@ def subscribers_show(
 ) -> None:
     """One subscriber: status, sections, why they are suppressed, and every edition
     sent to them (the batch, its state, the provider's message id)."""
+    from digest.subscribers import display_email
+
     with _session(config_path) as (_settings, store):
         address = _address(email)
         subscriber = store.subscriber(address)
@@ -777,8 +781,8 @@ def subscribers_show(
         if subscriber is not None:
             sections = ";".join(subscriber.sections) or "(whole edition)"
             console.print(
-                f"{subscriber.email}  {subscriber.name}  status: {subscriber.status}  "
-                f"sections: {sections}",
+                f"{display_email(subscriber.email)}  {subscriber.name}  "
+                f"status: {subscriber.status}  sections: {sections}",
                 markup=False,
             )
             for key, value in subscriber.attributes.items():
@@ -837,8 +841,9 @@ def subscribers_remove(
 ) -> None:
     """Unsubscribe an address for good (it is kept as a suppression, never mailed again)."""
     with _session(config_path) as (_settings, store):
-        store.suppress(email, "unsubscribed", source="cli")
-        console.print(f"{email.lower()} unsubscribed")
+        address = _address(email)  # as stored: `a@bücher.example` is `a@xn--bcher-kva.example`
+        store.suppress(address, "unsubscribed", source="cli")
+        console.print(f"{address} unsubscribed")
 
 
 # -- scheduling (issue 4) -----------------------------------------------------------

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import idna
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 from digest.errors import InputError
@@ -77,14 +78,68 @@ def _plainly_valid(address: str) -> bool:
 
 
 def normalise_email(raw: str) -> str:
-    """The address as stored: syntax-checked (no DNS look-up) and lower-cased.
+    """The address as stored, compared and sent: syntax-checked (no DNS look-up),
+    lower-cased, with its domain as A-labels (IDNA 2008, RFC 5891).
+
+    `olivia@bücher.example` and `olivia@xn--bcher-kva.example` are one mailbox, so
+    they are one reader: both are stored as the second, which is also the only
+    form an RFC 5322 header or a relay without SMTPUTF8 can carry. A non-ASCII
+    local part (RFC 6531) has no ASCII form and is kept in UTF-8 (NFC, as
+    email-validator normalises it); only SMTPUTF8 can deliver it (see
+    needs_smtputf8). People read addresses with the U-label: display_email.
 
     Raises email_validator.EmailNotValidError for anything that is not an address.
     """
     address = raw.strip()
     if _plainly_valid(address):
         return address.lower()
-    return validate_email(address, check_deliverability=False).normalized.lower()
+    checked = validate_email(address, check_deliverability=False)
+    if checked.ascii_email:
+        return checked.ascii_email.lower()
+    return f"{checked.local_part}@{checked.ascii_domain}".lower()
+
+
+def stored_form(email: str) -> str:
+    """normalise_email, or the address lower-cased when it does not parse (an
+    address from an old record or a provider's event): for look-ups, never raises."""
+    try:
+        return normalise_email(email)
+    except EmailNotValidError:
+        return email.strip().lower()
+
+
+def a_label_address(email: str) -> str:
+    """The address with its domain in A-labels, for a header or an envelope.
+
+    Stored addresses have that form already (normalise_email); this also covers
+    one written by hand (a sender in digest.toml, a snapshot taken before the
+    0005 migration). An address whose domain does not convert is returned as it
+    is, for the relay to refuse.
+    """
+    local, at, domain = email.rpartition("@")
+    if not at or domain.isascii():
+        return email
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except idna.IDNAError:
+        return email
+
+
+def display_email(email: str) -> str:
+    """The address as people read it: the domain's A-labels shown as U-labels."""
+    local, at, domain = email.rpartition("@")
+    if not at or "xn--" not in domain:
+        return email
+    try:
+        return f"{local}@{idna.decode(domain)}"
+    except idna.IDNAError:
+        return email
+
+
+def needs_smtputf8(email: str) -> bool:
+    """A non-ASCII local part: deliverable only over SMTPUTF8 (RFC 6531 section 3.2),
+    since it has no ASCII form (a domain has: its A-labels)."""
+    return not email.rpartition("@")[0].isascii()
 
 
 def parse_sections(raw: str) -> tuple[str, ...]:
@@ -331,16 +386,22 @@ class Unsubscribed:
 
 
 def token_address(secret: bytes, token: str) -> str | None:
-    """The address a token from an email was made for, or None for a broken or forged one."""
+    """The address a token from an email was made for, as stored, or None for a broken
+    or forged one.
+
+    As stored: a token mailed before the 0005 migration carries a U-label domain
+    (`olivia@bücher.example`); the reader is now `olivia@xn--bcher-kva.example`.
+    """
     email = verify_token(secret, token)
     if email is None or "@" not in email:
         return None
-    return email
+    return stored_form(email)
 
 
 def left_already(store: Store, email: str) -> str | None:
     """Why an address no longer gets the digest (its suppression reason), or None."""
-    return store.suppressed([email.lower()]).get(email.lower())
+    address = stored_form(email)
+    return store.suppressed([address]).get(address)
 
 
 def unsubscribe(store: Store, email: str, source: str) -> Unsubscribed:
@@ -349,8 +410,9 @@ def unsubscribe(store: Store, email: str, source: str) -> Unsubscribed:
     An address that left earlier keeps its first reason (Store.suppress): a reader
     who bounced and then clicks unsubscribe stays recorded as bounced.
     """
-    added = store.suppress(email, "unsubscribed", source=source)
-    return Unsubscribed(email.lower(), left_already(store, email) or "unsubscribed", now=added)
+    address = stored_form(email)
+    added = store.suppress(address, "unsubscribed", source=source)
+    return Unsubscribed(address, left_already(store, address) or "unsubscribed", now=added)
 
 
 def masked(email: str) -> str:

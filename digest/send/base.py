@@ -24,6 +24,10 @@ from digest.models import Batch, Recipient, RenderedEdition
 #: 998: Python's folder otherwise breaks a long subject right after "Subject:",
 #: which some clients show as a leading space.
 MESSAGE_POLICY = email.policy.SMTP.clone(max_line_length=998)
+#: For a recipient whose local part is not ASCII (RFC 6531/6532): headers in raw
+#: UTF-8, which only an SMTPUTF8 transaction may carry. The default policy would
+#: put an RFC 2047 encoded-word inside the address, which RFC 2047 section 5 forbids.
+UTF8_MESSAGE_POLICY = MESSAGE_POLICY.clone(utf8=True)
 
 
 @dataclass(frozen=True)
@@ -100,12 +104,16 @@ class Letter:
         for token, value in values.items():
             html_part = html_part.replace(token, value)
             text_part = text_part.replace(token, value)
-        message = EmailMessage(policy=MESSAGE_POLICY)
-        message["From"] = Address(self.from_name, addr_spec=self.from_email)
-        message["To"] = Address(recipient.name, addr_spec=recipient.email)
+        sender = _mailbox(self.from_name, self.from_email)
+        to = _mailbox(recipient.name, recipient.email)
+        # A non-ASCII local part makes it an RFC 6532 message (headers in UTF-8).
+        international = not (sender.username.isascii() and to.username.isascii())
+        message = EmailMessage(policy=UTF8_MESSAGE_POLICY if international else MESSAGE_POLICY)
+        message["From"] = sender
+        message["To"] = to
         message["Subject"] = self.subject
         message["Date"] = format_datetime(datetime.now(UTC))
-        message["Message-ID"] = make_msgid(domain=self.from_email.rsplit("@", 1)[-1])
+        message["Message-ID"] = make_msgid(domain=sender.domain)
         if self.reply_to:
             message["Reply-To"] = self.reply_to
         if self.list_id:
@@ -116,6 +124,17 @@ class Letter:
         message.set_content(text_part, subtype="plain", charset="utf-8")
         message.add_alternative(html_part, subtype="html", charset="utf-8")
         return message
+
+
+def _mailbox(name: str, email: str) -> Address:
+    """A header's mailbox, its domain in A-labels (RFC 5890): an RFC 5322 header has no
+    other way to carry an IDN (an encoded-word inside an address is invalid, RFC 2047
+    section 5). Built from its parts: Address(addr_spec=...) refuses a non-ASCII local
+    part even where RFC 6532 allows one."""
+    from digest.subscribers import a_label_address
+
+    local, _, domain = a_label_address(email).rpartition("@")
+    return Address(name, username=local, domain=domain)
 
 
 @dataclass(frozen=True)
