@@ -554,6 +554,7 @@ def sends(
     """What went out: each send's state, counts per batch state, failures with reasons."""
     from dataclasses import asdict
 
+    from digest.send.journal import in_doubt_detail
     from digest.send.ledger import report
 
     with _session(config_path) as (_settings, store):
@@ -593,6 +594,7 @@ def sends(
             for b in store.failed_batches(rows[0].id):
                 if b.state == "sending":
                     why = f" ({b.error})" if b.error else ""
+                    why += in_doubt_detail(store, rows[0].id, b.number, b.size)
                     console.print(
                         f"batch {b.number} ({b.size} recipients) in doubt since "
                         f"{b.updated_at:%Y-%m-%d %H:%M:%S} UTC{why}: it may or may not have "

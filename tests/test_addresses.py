@@ -16,6 +16,7 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from fakes.newsroom import SECRET, copy_newsroom, drafted, letter
+from fakes.relay import Relay, serving
 from fakes.sendgrid_server import DEFAULT_KEY, FakeSendGrid
 from sqlalchemy import text
 
@@ -24,6 +25,7 @@ from digest.models import Batch, Recipient, Subscriber
 from digest.send import sendgrid_events
 from digest.send.base import Letter
 from digest.send.sendgrid import SendGridBackend
+from digest.send.smtp import SMTPBackend
 from digest.store import MIGRATIONS, Store, make_engine
 from digest.subscribers import (
     import_csv,
@@ -97,6 +99,24 @@ def test_the_to_header_of_an_idn_reader_is_valid_rfc_5322_with_the_a_label(
     parsed = email.message_from_bytes(raw, policy=email.policy.default)
     (address,) = parsed["To"].addresses  # type: ignore[union-attr]
     assert address.addr_spec == A_LABEL and not parsed["To"].defects  # type: ignore[union-attr]
+
+
+def test_a_non_ascii_local_part_goes_out_over_smtputf8_with_utf8_headers(
+    the_letter: Letter,
+) -> None:
+    relay = Relay()
+    with serving(relay, smtputf8=True) as port:
+        backend = SMTPBackend("127.0.0.1", port, security="none")
+        result = backend.push(
+            the_letter,
+            Batch(1, 1, [Recipient("jörg@example.org", "Jörg"), Recipient(A_LABEL, "Olivia")]),
+        )
+        backend.close()
+    assert result.message_id == "2 accepted" and not result.refused
+    jorg, olivia = relay.taken
+    assert jorg.rcpt_tos == ["jörg@example.org"] and "SMTPUTF8" in jorg.mail_options
+    assert _header(jorg.raw, "To") == "To: Jörg <jörg@example.org>"  # RFC 6532: raw UTF-8
+    assert olivia.rcpt_tos == [A_LABEL] and "SMTPUTF8" not in olivia.mail_options
 
 
 def test_sendgrid_refuses_a_non_ascii_local_part_with_the_reason(the_letter: Letter) -> None:

@@ -146,10 +146,20 @@ class PushResult:
     #: Those of them whose address does not exist, with its words: the ledger
     #: suppresses them.
     bounced: tuple[tuple[str, str], ...] = ()
+    #: Recipients whose message may or may not have gone (the connection died after
+    #: it was handed over, before the answer), and why: the ledger leaves the batch
+    #: in doubt, and `--retry-in-doubt` resends only those (digest/send/journal.py).
+    in_doubt: tuple[tuple[str, str], ...] = ()
 
 
 class Backend(Protocol):
-    """A way to deliver mail. Push one batch; raise the errors below to say what went wrong."""
+    """A way to deliver mail. Push one batch; raise the errors below to say what went wrong.
+
+    A backend that hands messages over one recipient at a time (SMTP, outbox) also
+    tells `batch.journal` about each recipient as it goes, so that no retry, resume or
+    crash mails an accepted recipient again (digest/send/journal.py). One request per
+    batch (SendGrid) needs no journal.
+    """
 
     name: str
 
@@ -163,9 +173,10 @@ class Backend(Protocol):
 class TransientError(SendError):
     """Worth retrying: 429, 5xx, a timeout, a dropped connection.
 
-    partial: some recipients of the batch were accepted before the error (SMTP
-    sends one message at a time). Retrying the batch in the same backend skips
-    them; if the ledger gives up, the batch is left in doubt, not failed.
+    partial: sending the batch again in a later claim might mail someone twice (a
+    recipient's message may have gone before the connection died: SMTP, see
+    journal.py). Retrying it in this claim skips whoever is settled; if the ledger
+    gives up, the batch is left in doubt, not failed.
     """
 
     def __init__(

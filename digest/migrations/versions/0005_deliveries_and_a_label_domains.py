@@ -1,4 +1,4 @@
-"""stored addresses with A-label domains
+"""deliveries (recipient by recipient), and stored addresses with A-label domains
 
 Revision ID: 0005
 Revises: 0003
@@ -39,6 +39,16 @@ suppressions = sa.table(
 
 
 def upgrade() -> None:
+    op.create_table(
+        "deliveries",
+        sa.Column("send_id", sa.Integer(), nullable=False),
+        sa.Column("number", sa.Integer(), nullable=False),
+        sa.Column("email", sa.String(length=320), nullable=False),
+        sa.Column("state", sa.String(length=10), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(["send_id"], ["sends.id"]),
+        sa.PrimaryKeyConstraint("send_id", "number", "email"),
+    )
     conn = op.get_bind()
     converted = _convert_suppressions(conn) | _convert_subscribers(conn)
     # Never resubscribe: a reader whose other spelling left has left.
@@ -53,7 +63,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    pass
+    op.drop_table("deliveries")
 
 
 def _a_label(email: str) -> str | None:
