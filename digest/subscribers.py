@@ -417,7 +417,7 @@ def unsubscribe(store: Store, email: str, source: str) -> Unsubscribed:
 
 def masked(email: str) -> str:
     """`ja•••@example.com`: enough for a reader to know the address, not enough to harvest
-    it from a forwarded link's page."""
-    local, _, domain = email.partition("@")
+    it from a forwarded link's page. The domain as people read it (its U-label)."""
+    local, _, domain = display_email(email).rpartition("@")
     shown = 1 if len(local) <= 4 else 2
     return f"{local[:shown]}{'•' * 3}@{domain}"

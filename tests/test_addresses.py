@@ -47,13 +47,14 @@ def the_letter(tmp_path_factory: pytest.TempPathFactory) -> Letter:
 
 
 def test_both_spellings_of_an_idn_are_one_reader_stored_with_its_a_label() -> None:
-    from digest.subscribers import display_email
+    from digest.subscribers import display_email, masked
 
     for spelling in (U_LABEL, A_LABEL, "Olivia@BÜCHER.Example", "OLIVIA@XN--BCHER-KVA.EXAMPLE"):
         assert normalise_email(spelling) == A_LABEL
     # A non-ASCII local part has no ASCII form: kept in UTF-8, its domain in A-labels.
     assert normalise_email("Jörg@Bücher.example") == "jörg@xn--bcher-kva.example"
     assert display_email(A_LABEL) == U_LABEL  # what people read
+    assert masked(A_LABEL) == "ol•••@bücher.example"  # the unsubscribe pages
     assert display_email("ana@example.org") == "ana@example.org"
 
 
