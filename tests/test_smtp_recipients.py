@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from fakes.newsroom import EDITION, SECRET, copy_newsroom, drafted
 from fakes.relay import Relay, serving
+from fakes.sendgrid_server import DEFAULT_KEY, FakeSendGrid
 
 from digest import config, jobs
 from digest.config import Settings
@@ -76,7 +77,7 @@ def _newsroom(
     return path, env
 
 
-def _send(path: Path, env: dict[str, str], **options: bool) -> SendReport:
+def _send(path: Path, env: dict[str, str], **options: bool | str) -> SendReport:
     settings: Settings = config.load(path, env=env)
     store = jobs.open_store(settings)
     try:
@@ -109,6 +110,24 @@ def test_a_relay_that_fails_part_way_then_two_resumes_mail_each_reader_once(
     assert after_first == {"anna@example.org": 1, "ben@example.org": 1}
     assert (first.state, first.failed, first.in_doubt) == ("incomplete", len(READERS), 0)
     assert (second.state, second.sent, third.state) == ("done", len(READERS), "done")
+
+
+def test_a_send_begun_over_smtp_and_resumed_over_sendgrid_mails_nobody_twice(
+    tmp_path: Path, db_url: str
+) -> None:
+    relay = Relay()
+    relay.defer["cleo@example.org"] = 2  # both tries: the batch fails after Anna and Ben
+    with serving(relay) as port:
+        path, env = _newsroom(tmp_path, db_url, port, READERS)
+        first = _send(path, env)
+    assert first.state == "incomplete"
+    with FakeSendGrid() as fake:
+        env = {**env, "SENDGRID_API_KEY": DEFAULT_KEY, "SENDGRID_API_HOST": fake.url}
+        resumed = _send(path, env, resume=True, backend="sendgrid")
+        over_sendgrid = fake.emails()
+    assert relay.copies() == {"anna@example.org": 1, "ben@example.org": 1}
+    assert sorted(over_sendgrid) == ["cleo@example.org", "dev@example.org", "eve@example.org"]
+    assert resumed.state == "done"
 
 
 def test_a_relay_without_smtputf8_refuses_only_the_reader_who_needs_it(
