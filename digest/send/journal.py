@@ -12,13 +12,14 @@ The shape, kept small (the Backend protocol does not change):
 - At claim the ledger leaves out of the batch everyone recorded as accepted by
   an earlier claim (any backend then gets only who is left: a send started over
   SMTP and resumed over SendGrid mails nobody twice), and hangs a LedgerJournal
-  on the batch (`Batch.journal`).
+  on the batch (`Batch.journal`). A batch's first claim skips the look-up: nobody
+  can be recorded yet.
 - A backend that delivers one by one tells the journal, per recipient,
   `trying` before it hands the message over (before MAIL FROM), then
   `accepted`, `refused` (for good, with the reason), `deferred` (not taken, try
   again later) or `unsure` (the connection died after the message was sent and
   before the answer: it may have gone). SendGrid never calls it, so a batch
-  sent through the API costs one read at claim and no write per recipient.
+  sent through the API costs nothing more (one read if it is claimed again).
 - Writes: the outcome of one recipient goes to the database together with
   "trying" for the next, in one transaction, and the last outcome when the
   push ends: about one small write per message (the outbox: one per chunk of
@@ -143,6 +144,8 @@ def journal_for(store: Store, batch: Batch) -> Batch:
     to the batch's last claim, and none means it recorded nobody in doubt, or it
     went through a backend that does not record (SendGrid: then the whole batch is).
     """
+    if batch.attempts <= 1:  # its first claim: nobody can be recorded yet, no need to look
+        return replace(batch, journal=LedgerJournal(store, batch, earlier=0))
     known = deliveries.tally(store, batch.send_id, batch.number)
     if known.trying:
         deliveries.forget_trying(store, batch.send_id, batch.number)
