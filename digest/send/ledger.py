@@ -413,7 +413,8 @@ def _push_with_retries(
 
     A stop during a wait between tries leaves the batch pending rather than in
     doubt: the last try was refused or went unanswered, and retrying it is what
-    the rules say to do anyway. Unless part of it was accepted (SMTP): then in doubt.
+    the rules say to do anyway. Unless a message may have gone unrecorded (SMTP, a
+    connection lost after DATA: TransientError.partial): then in doubt.
     """
     if not batch.recipients:  # all accepted, recipient by recipient, by earlier claims
         store.finish_batch(batch.send_id, batch.number, "sent", message_id="accepted earlier")
