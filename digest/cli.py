@@ -565,6 +565,7 @@ def sends(
     """What went out: each send's state, counts per batch state, failures with reasons."""
     from dataclasses import asdict
 
+    from digest.send.journal import in_doubt_detail
     from digest.send.ledger import report
 
     with _session(config_path) as (_settings, store):
@@ -604,6 +605,7 @@ def sends(
             for b in store.failed_batches(rows[0].id):
                 if b.state == "sending":
                     why = f" ({b.error})" if b.error else ""
+                    why += in_doubt_detail(store, rows[0].id, b.number, b.size)
                     console.print(
                         f"batch {b.number} ({b.size} recipients) in doubt since "
                         f"{b.updated_at:%Y-%m-%d %H:%M:%S} UTC{why}: it may or may not have "
@@ -747,7 +749,7 @@ def subscribers_list(
     limit: Annotated[int, typer.Option(help="Show at most this many.")] = 50,
 ) -> None:
     """Show subscribers and the count per status."""
-    from digest.subscribers import STATUSES
+    from digest.subscribers import STATUSES, display_email
 
     if status is not None and status not in STATUSES:
         _error(f"--status {status!r} is not one of {', '.join(sorted(STATUSES))}")
@@ -761,7 +763,7 @@ def subscribers_list(
             if i >= limit:
                 break
             console.print(
-                f"{s.email}\t{s.name}\t{';'.join(s.sections)}\t{s.status}",
+                f"{display_email(s.email)}\t{s.name}\t{';'.join(s.sections)}\t{s.status}",
                 highlight=False,
                 markup=False,
             )
@@ -795,6 +797,8 @@ def subscribers_show(
 ) -> None:
     """One subscriber: status, sections, why they are suppressed, and every edition
     sent to them (the batch, its state, the provider's message id)."""
+    from digest.subscribers import display_email
+
     with _session(config_path) as (_settings, store):
         address = _address(email)
         subscriber = store.subscriber(address)
@@ -806,8 +810,8 @@ def subscribers_show(
         if subscriber is not None:
             sections = ";".join(subscriber.sections) or "(whole edition)"
             console.print(
-                f"{subscriber.email}  {subscriber.name}  status: {subscriber.status}  "
-                f"sections: {sections}",
+                f"{display_email(subscriber.email)}  {subscriber.name}  "
+                f"status: {subscriber.status}  sections: {sections}",
                 markup=False,
             )
             for key, value in subscriber.attributes.items():
@@ -866,7 +870,7 @@ def subscribers_remove(
 ) -> None:
     """Unsubscribe an address for good (it is kept as a suppression, never mailed again)."""
     with _session(config_path) as (_settings, store):
-        address = _address(email)
+        address = _address(email)  # as stored: `a@bücher.example` is `a@xn--bcher-kva.example`
         store.suppress(address, "unsubscribed", source="cli")
         console.print(f"{address} unsubscribed")
 

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
+
+if TYPE_CHECKING:  # a type only: models import nothing at run time
+    from digest.send.journal import Journal
 
 SubscriberStatus = Literal["active", "unsubscribed", "bounced", "complained"]
 #: Statuses an import must never turn back into "active" (DESIGN: never resubscribe).
@@ -152,3 +155,7 @@ class Batch:
     #: The recipients' section preference (lower-case, ";"-joined; "" = none): every
     #: recipient of a batch gets the same copy of the edition.
     sections: str = ""
+    #: Where a backend that delivers one message at a time records each recipient as
+    #: it goes (the ledger hangs one on every claimed batch; digest/send/journal.py).
+    #: None outside a send: the backend keeps its tally in memory.
+    journal: Journal | None = field(default=None, repr=False, compare=False)

@@ -214,6 +214,20 @@ send_batches = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
+# Recipient by recipient, for backends that deliver one message at a time (SMTP,
+# outbox): "trying" is written before a message is handed over, "accepted" once
+# the relay said 250. So a crash leaves at most the one recipient in "trying" in
+# doubt, not its batch. Queries in digest/deliveries.py; why in digest/send/journal.py.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("send_id", Integer, ForeignKey("sends.id"), primary_key=True),
+    Column("number", Integer, primary_key=True),  # the batch
+    Column("email", String(320), primary_key=True),
+    Column("state", String(10), nullable=False),  # trying | accepted
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
 # An edition rendered, per variant ("" = the whole edition; else the sections a
 # reader prefers, see rank.variant_key). Kept so that a send, its resumption and
 # every worker mail the very copy that was rendered and previewed, and so that a

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import idna
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 from digest.errors import InputError
@@ -77,14 +78,68 @@ def _plainly_valid(address: str) -> bool:
 
 
 def normalise_email(raw: str) -> str:
-    """The address as stored: syntax-checked (no DNS look-up) and lower-cased.
+    """The address as stored, compared and sent: syntax-checked (no DNS look-up),
+    lower-cased, with its domain as A-labels (IDNA 2008, RFC 5891).
+
+    `olivia@bücher.example` and `olivia@xn--bcher-kva.example` are one mailbox, so
+    they are one reader: both are stored as the second, which is also the only
+    form an RFC 5322 header or a relay without SMTPUTF8 can carry. A non-ASCII
+    local part (RFC 6531) has no ASCII form and is kept in UTF-8 (NFC, as
+    email-validator normalises it); only SMTPUTF8 can deliver it (see
+    needs_smtputf8). People read addresses with the U-label: display_email.
 
     Raises email_validator.EmailNotValidError for anything that is not an address.
     """
     address = raw.strip()
     if _plainly_valid(address):
         return address.lower()
-    return validate_email(address, check_deliverability=False).normalized.lower()
+    checked = validate_email(address, check_deliverability=False)
+    if checked.ascii_email:
+        return checked.ascii_email.lower()
+    return f"{checked.local_part}@{checked.ascii_domain}".lower()
+
+
+def stored_form(email: str) -> str:
+    """normalise_email, or the address lower-cased when it does not parse (an
+    address from an old record or a provider's event): for look-ups, never raises."""
+    try:
+        return normalise_email(email)
+    except EmailNotValidError:
+        return email.strip().lower()
+
+
+def a_label_address(email: str) -> str:
+    """The address with its domain in A-labels, for a header or an envelope.
+
+    Stored addresses have that form already (normalise_email); this also covers
+    one written by hand (a sender in digest.toml, a snapshot taken before the
+    0005 migration). An address whose domain does not convert is returned as it
+    is, for the relay to refuse.
+    """
+    local, at, domain = email.rpartition("@")
+    if not at or domain.isascii():
+        return email
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except idna.IDNAError:
+        return email
+
+
+def display_email(email: str) -> str:
+    """The address as people read it: the domain's A-labels shown as U-labels."""
+    local, at, domain = email.rpartition("@")
+    if not at or "xn--" not in domain:
+        return email
+    try:
+        return f"{local}@{idna.decode(domain)}"
+    except idna.IDNAError:
+        return email
+
+
+def needs_smtputf8(email: str) -> bool:
+    """A non-ASCII local part: deliverable only over SMTPUTF8 (RFC 6531 section 3.2),
+    since it has no ASCII form (a domain has: its A-labels)."""
+    return not email.rpartition("@")[0].isascii()
 
 
 def parse_sections(raw: str) -> tuple[str, ...]:
@@ -238,8 +293,24 @@ def _b64(data: bytes) -> str:
     return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode()
 
 
+#: The base64url alphabet (RFC 4648 section 5), nothing else: no "+/", no padding.
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """The bytes of a base64url text, or ValueError unless it is their one canonical spelling.
+
+    base64 decoders forgive: padding or none, "+/" for "-_", and set trailing bits
+    in the last character (RFC 4648 section 3.5: "dfA" and "dfB" both decode to
+    the same two bytes). A token must be exactly what _b64 wrote, so one token has
+    one spelling: encoding the bytes again must give the very text back.
+    """
+    if _BASE64URL.fullmatch(text) is None or len(text) % 4 == 1:
+        raise ValueError("not base64url")
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:
+        raise ValueError("not the canonical spelling")
+    return data
 
 
 #: Domain separation: a digest made for unsubscribing is good for nothing else.
@@ -281,17 +352,25 @@ def unsubscribe_token(secret: bytes, email: str) -> str:
 
 
 def verify_token(secret: bytes, token: str) -> str | None:
-    """The address a token was made for, or None if it was not made with this secret."""
+    """The address a token was made for, or None if it was not made with this secret.
+
+    Only the spelling unsubscribe_token writes is accepted: both parts canonical
+    base64url (see _unb64), one dot. The signature is compared as text, in
+    constant time (hmac.compare_digest), against the one we would write, which
+    checks its bytes and its spelling at once.
+    """
+    encoded, dot, signature = token.partition(".")
+    if not dot or _BASE64URL.fullmatch(signature) is None:
+        return None
     try:
-        encoded, signature = token.split(".", 1)
         address = _unb64(encoded)
-        given = _unb64(signature)
-    except (ValueError, TypeError):
+        text = address.decode()
+    except (ValueError, UnicodeDecodeError):
         return None
-    expected = _signature(secret, address)
-    if not hmac.compare_digest(given, expected):
+    expected = _b64(_signature(secret, address))
+    if not hmac.compare_digest(signature.encode(), expected.encode()):
         return None
-    return address.decode()
+    return text
 
 
 # -- leaving: the unsubscribe link and RFC 8058 one-click --------------------------
@@ -307,16 +386,22 @@ class Unsubscribed:
 
 
 def token_address(secret: bytes, token: str) -> str | None:
-    """The address a token from an email was made for, or None for a broken or forged one."""
+    """The address a token from an email was made for, as stored, or None for a broken
+    or forged one.
+
+    As stored: a token mailed before the 0005 migration carries a U-label domain
+    (`olivia@bücher.example`); the reader is now `olivia@xn--bcher-kva.example`.
+    """
     email = verify_token(secret, token)
     if email is None or "@" not in email:
         return None
-    return email
+    return stored_form(email)
 
 
 def left_already(store: Store, email: str) -> str | None:
     """Why an address no longer gets the digest (its suppression reason), or None."""
-    return store.suppressed([email.lower()]).get(email.lower())
+    address = stored_form(email)
+    return store.suppressed([address]).get(address)
 
 
 def unsubscribe(store: Store, email: str, source: str) -> Unsubscribed:
@@ -325,13 +410,14 @@ def unsubscribe(store: Store, email: str, source: str) -> Unsubscribed:
     An address that left earlier keeps its first reason (Store.suppress): a reader
     who bounced and then clicks unsubscribe stays recorded as bounced.
     """
-    added = store.suppress(email, "unsubscribed", source=source)
-    return Unsubscribed(email.lower(), left_already(store, email) or "unsubscribed", now=added)
+    address = stored_form(email)
+    added = store.suppress(address, "unsubscribed", source=source)
+    return Unsubscribed(address, left_already(store, address) or "unsubscribed", now=added)
 
 
 def masked(email: str) -> str:
     """`ja•••@example.com`: enough for a reader to know the address, not enough to harvest
-    it from a forwarded link's page."""
-    local, _, domain = email.partition("@")
+    it from a forwarded link's page. The domain as people read it (its U-label)."""
+    local, _, domain = display_email(email).rpartition("@")
     shown = 1 if len(local) <= 4 else 2
     return f"{local[:shown]}{'•' * 3}@{domain}"

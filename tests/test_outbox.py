@@ -140,3 +140,26 @@ def test_a_test_copy_of_one_section_preference(settings: Settings) -> None:
     assert "fiber-optic" not in more_in(text)
     assert message["Subject"].startswith("[TEST] Trump to meet Putin")  # the lead is for all
     assert store.get_send(DAY.isoformat()) is None
+
+
+def test_the_outbox_records_each_recipient_and_a_retry_rewrites_none_of_their_files(
+    run_settings: Settings,
+) -> None:
+    store = jobs.open_store(run_settings)
+    first = jobs.run(run_settings, store, DAY)
+    assert first.outbox is not None and first.send.state == "done"
+    send_id = first.send.send_id
+    # As if the process had died after the files and their record, before "sent":
+    # the batch is in doubt, and resending it in doubt writes none of its files again.
+    store.finish_batch(send_id, 1, "sending")
+    before = {p.name: p.stat().st_mtime_ns for p in first.outbox.glob("*.eml")}
+    retried = jobs.send(run_settings, store, DAY.isoformat(), resume=True, retry_in_doubt=True)
+    after = {p.name: p.stat().st_mtime_ns for p in first.outbox.glob("*.eml")}
+    assert after == before
+    assert (retried.state, retried.sent, retried.sent_now) == ("done", len(ACTIVE_VALID), 0)
+    from digest import deliveries
+
+    batches = range(1, first.send.batches + 1)
+    recorded = set().union(*(deliveries.tally(store, send_id, b).accepted for b in batches))
+    store.close()
+    assert recorded == ACTIVE_VALID

@@ -24,6 +24,7 @@ from digest import config, jobs
 from digest.config import Settings
 from digest.models import Batch, Recipient
 from digest.send.base import BatchRejected, Letter, SendStopped, TransientError
+from digest.send.journal import Journal
 from digest.send.smtp import SMTPBackend, is_hard_bounce
 from digest.subscribers import verify_token
 
@@ -231,7 +232,7 @@ def test_a_retried_batch_skips_who_already_got_it(
 ) -> None:
     inbox.defer_once = {READERS[2].email}
     backend = SMTPBackend("127.0.0.1", server, security="none")
-    batch = Batch(1, 1, READERS)
+    batch = Batch(1, 1, READERS, journal=Journal())  # the ledger gives every batch one
     with pytest.raises(TransientError) as caught:
         backend.push(the_letter, batch)
     assert caught.value.partial and caught.value.status == 451

@@ -61,11 +61,13 @@ EDGES = [
 
 
 def _reference(address: str) -> str | None:
-    """What email-validator alone says, as normalise_email stores it."""
+    """What email-validator alone says, as normalise_email stores it: the domain in
+    A-labels (its ascii_domain), the local part as it normalised it."""
     try:
-        return validate_email(address.strip(), check_deliverability=False).normalized.lower()
+        checked = validate_email(address.strip(), check_deliverability=False)
     except EmailNotValidError:
         return None
+    return f"{checked.local_part}@{checked.ascii_domain}".lower()
 
 
 def _ours(address: str) -> str | None:

@@ -25,6 +25,10 @@ from digest.tokens import Tokens, fill, inert_text
 #: 998: Python's folder otherwise breaks a long subject right after "Subject:",
 #: which some clients show as a leading space.
 MESSAGE_POLICY = email.policy.SMTP.clone(max_line_length=998)
+#: For a recipient whose local part is not ASCII (RFC 6531/6532): headers in raw
+#: UTF-8, which only an SMTPUTF8 transaction may carry. The default policy would
+#: put an RFC 2047 encoded-word inside the address, which RFC 2047 section 5 forbids.
+UTF8_MESSAGE_POLICY = MESSAGE_POLICY.clone(utf8=True)
 
 
 @dataclass(frozen=True)
@@ -105,12 +109,16 @@ class Letter:
         url = self.unsubscribe_url(recipient)
         values = self.substitutions(recipient, url)
         html_part, text_part = fill(self.rendered.html, values), fill(self.rendered.text, values)
-        message = EmailMessage(policy=MESSAGE_POLICY)
-        message["From"] = Address(self.from_name, addr_spec=self.from_email)
-        message["To"] = Address(recipient.name, addr_spec=recipient.email)
+        sender = _mailbox(self.from_name, self.from_email)
+        to = _mailbox(recipient.name, recipient.email)
+        # A non-ASCII local part makes it an RFC 6532 message (headers in UTF-8).
+        international = not (sender.username.isascii() and to.username.isascii())
+        message = EmailMessage(policy=UTF8_MESSAGE_POLICY if international else MESSAGE_POLICY)
+        message["From"] = sender
+        message["To"] = to
         message["Subject"] = self.subject
         message["Date"] = format_datetime(datetime.now(UTC))
-        message["Message-ID"] = make_msgid(domain=self.from_email.rsplit("@", 1)[-1])
+        message["Message-ID"] = make_msgid(domain=sender.domain)
         if self.reply_to:
             message["Reply-To"] = self.reply_to
         if self.list_id:
@@ -123,6 +131,17 @@ class Letter:
         return message
 
 
+def _mailbox(name: str, email: str) -> Address:
+    """A header's mailbox, its domain in A-labels (RFC 5890): an RFC 5322 header has no
+    other way to carry an IDN (an encoded-word inside an address is invalid, RFC 2047
+    section 5). Built from its parts: Address(addr_spec=...) refuses a non-ASCII local
+    part even where RFC 6532 allows one."""
+    from digest.subscribers import a_label_address
+
+    local, _, domain = a_label_address(email).rpartition("@")
+    return Address(name, username=local, domain=domain)
+
+
 @dataclass(frozen=True)
 class PushResult:
     status: int = 0
@@ -132,10 +151,20 @@ class PushResult:
     #: Those of them whose address does not exist, with its words: the ledger
     #: suppresses them.
     bounced: tuple[tuple[str, str], ...] = ()
+    #: Recipients whose message may or may not have gone (the connection died after
+    #: it was handed over, before the answer), and why: the ledger leaves the batch
+    #: in doubt, and `--retry-in-doubt` resends only those (digest/send/journal.py).
+    in_doubt: tuple[tuple[str, str], ...] = ()
 
 
 class Backend(Protocol):
-    """A way to deliver mail. Push one batch; raise the errors below to say what went wrong."""
+    """A way to deliver mail. Push one batch; raise the errors below to say what went wrong.
+
+    A backend that hands messages over one recipient at a time (SMTP, outbox) also
+    tells `batch.journal` about each recipient as it goes, so that no retry, resume or
+    crash mails an accepted recipient again (digest/send/journal.py). One request per
+    batch (SendGrid) needs no journal.
+    """
 
     name: str
 
@@ -149,9 +178,10 @@ class Backend(Protocol):
 class TransientError(SendError):
     """Worth retrying: 429, 5xx, a timeout, a dropped connection.
 
-    partial: some recipients of the batch were accepted before the error (SMTP
-    sends one message at a time). Retrying the batch in the same backend skips
-    them; if the ledger gives up, the batch is left in doubt, not failed.
+    partial: sending the batch again in a later claim might mail someone twice (a
+    recipient's message may have gone before the connection died: SMTP, see
+    journal.py). Retrying it in this claim skips whoever is settled; if the ledger
+    gives up, the batch is left in doubt, not failed.
     """
 
     def __init__(

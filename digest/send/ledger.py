@@ -8,6 +8,11 @@ cannot know whether the API took it. A resumed send skips sent batches and leave
 in-doubt ones alone unless the operator says so (retry_in_doubt), since resending
 may mail those people twice.
 
+Backends that hand messages over one recipient at a time (SMTP, outbox) also
+record each recipient as they go (journal.py): a claimed batch leaves out whoever
+an earlier claim recorded as accepted, and of such a batch a crash leaves only the
+one recipient in flight in doubt.
+
 The fault rules (issue 3), applied here once for every backend:
 
 - 429: wait until the API's reset time (the backend turns `X-RateLimit-Reset`
@@ -40,6 +45,7 @@ from digest.config import Delivery
 from digest.errors import SendError
 from digest.models import Batch, Recipient
 from digest.send.base import Backend, BatchRejected, Letter, SendStopped, TransientError
+from digest.send.journal import journal_for
 from digest.store import Store, now
 
 log = logging.getLogger("digest.send")
@@ -321,6 +327,8 @@ class _Run:
                 batch = self.store.claim_batch(self.send_id)
                 if batch is None:
                     return
+                # Without whoever an earlier claim recorded as accepted (journal.py).
+                batch = journal_for(self.store, batch)
                 state, reason = _push_with_retries(
                     self.store,
                     self.backend,
@@ -405,8 +413,12 @@ def _push_with_retries(
 
     A stop during a wait between tries leaves the batch pending rather than in
     doubt: the last try was refused or went unanswered, and retrying it is what
-    the rules say to do anyway. Unless part of it was accepted (SMTP): then in doubt.
+    the rules say to do anyway. Unless a message may have gone unrecorded (SMTP, a
+    connection lost after DATA: TransientError.partial): then in doubt.
     """
+    if not batch.recipients:  # all accepted, recipient by recipient, by earlier claims
+        store.finish_batch(batch.send_id, batch.number, "sent", message_id="accepted earlier")
+        return "sent", ""
     tries = 0
     rate_limited = 0
     while True:
@@ -477,25 +489,32 @@ def _push_with_retries(
             )
             raise
         _suppress_bounces(store, backend.name, result.bounced)
+        # A recipient whose message may have gone (SMTP: the connection died after
+        # DATA) keeps the batch in doubt; --retry-in-doubt resends only them.
+        state = "sending" if result.in_doubt else "sent"
         store.finish_batch(
             batch.send_id,
             batch.number,
-            "sent",
+            state,
             response_code=result.status,
             message_id=result.message_id or None,
             # Who the server refused, in its words: `digest sends` shows it.
-            error=_refusals(result.refused) or None,
+            error=_refusals(result.refused, result.in_doubt) or None,
             attempts=batch.attempts + tries + rate_limited - 1,
         )
-        return "sent", ""
+        return state, _refusals((), result.in_doubt)
 
 
-def _refusals(refused: tuple[tuple[str, str], ...]) -> str:
-    if not refused:
-        return ""
-    listed = "; ".join(f"{email}: {reply}" for email, reply in refused[:5])
-    more = f"; and {len(refused) - 5} more" if len(refused) > 5 else ""
-    return f"{len(refused)} refused by the server: {listed}{more}"[:2000]
+def _refusals(
+    refused: tuple[tuple[str, str], ...], in_doubt: tuple[tuple[str, str], ...] = ()
+) -> str:
+    parts = []
+    for what, listed in (("refused by the server", refused), ("in doubt", in_doubt)):
+        if listed:
+            shown = "; ".join(f"{email}: {reply}" for email, reply in listed[:5])
+            more = f"; and {len(listed) - 5} more" if len(listed) > 5 else ""
+            parts.append(f"{len(listed)} {what}: {shown}{more}")
+    return " / ".join(parts)[:2000]
 
 
 def _suppress_bounces(store: Store, via: str, bounced: tuple[tuple[str, str], ...]) -> None:

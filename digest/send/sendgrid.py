@@ -25,6 +25,7 @@ batches go through httpx, with the URL and headers the library would send.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import operator
@@ -47,6 +48,7 @@ from digest.send.base import (
     SendStopped,
     TransientError,
 )
+from digest.subscribers import needs_smtputf8
 
 log = logging.getLogger("digest.send.sendgrid")
 
@@ -254,6 +256,32 @@ class RequestWriter:
         return template % (_json_string(recipient.email), name, *map(_json_string, values))
 
 
+#: SendGrid does not deliver to a non-ASCII local part (RFC 6531): the Mail Send API
+#: answers 202, then drops the message as "Invalid" (SendGrid support, quoted in
+#: github.com/sendgrid/sendgrid-csharp/issues/656: "a hard limitation on our end";
+#: its "Invalid email addresses" page lists only ASCII local-part characters). So
+#: such a recipient is refused here, with the reason, and shows in `digest sends`.
+_NO_UTF8_LOCAL_PART = "not sent: SendGrid does not deliver to a non-ASCII local part (RFC 6531)"
+
+
+def _without_utf8_local_parts(batch: Batch) -> tuple[Batch, tuple[tuple[str, str], ...]]:
+    """The batch without recipients SendGrid cannot take, and those, with the reason."""
+    if all(r.email.isascii() for r in batch.recipients):  # nearly always: nothing to do
+        return batch, ()
+    left = [r for r in batch.recipients if not needs_smtputf8(r.email)]
+    refused = tuple(
+        (r.email, _NO_UTF8_LOCAL_PART) for r in batch.recipients if needs_smtputf8(r.email)
+    )
+    for email, reason in refused:
+        log.warning("%s %s", email, reason)
+    if not left:
+        raise BatchRejected(
+            f"SendGrid cannot take any of the {len(refused)} recipients of batch "
+            f"{batch.number}: {_NO_UTF8_LOCAL_PART}"
+        )
+    return dataclasses.replace(batch, recipients=left), refused
+
+
 class SendGridBackend:
     name = "sendgrid"
 
@@ -318,6 +346,7 @@ class SendGridBackend:
         return writer.body(batch)
 
     def push(self, letter: Letter, batch: Batch) -> PushResult:
+        batch, refused = _without_utf8_local_parts(batch)
         body = self.request_body(letter, batch)
         try:
             response = self._http.post(SEND_PATH, content=body)
@@ -331,7 +360,8 @@ class SendGridBackend:
                 f"connection to SendGrid failed for batch {batch.number}: "
                 f"{type(exc).__name__}: {exc}"
             ) from None
-        return self._result(response, batch)
+        result = self._result(response, batch)
+        return dataclasses.replace(result, refused=refused) if refused else result
 
     def _result(self, response: httpx.Response, batch: Batch) -> PushResult:
         status = response.status_code
