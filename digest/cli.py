@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -250,7 +251,7 @@ def _print_send(result: SendReport, delivery: config.Delivery) -> None:
         console.print(
             f"[yellow]{result.in_doubt:,} recipients in doubt[/yellow] "
             f"(batches {_batches(result.in_doubt_batches)}): they may or may not have been "
-            f"sent; {_blast_radius(delivery)}",
+            f"sent; {escape(_blast_radius(delivery))}",
             highlight=False,
         )
     if result.failed:
