@@ -8,7 +8,7 @@ written back (settle) when a send has nothing more to claim.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from digest.send.doubt import resolve, waits_for_events
@@ -127,7 +127,7 @@ def doubt_note(result: SendReport) -> str:
             f"SendGrid's events show it took batches {_ranges(proven)}; {resume} records them sent"
         )
     if waiting:
-        due = result.events_due.replace("T", " ").split("+")[0]
+        due = f"{datetime.fromisoformat(result.events_due):%Y-%m-%d %H:%M:%S}"
         parts.append(
             f"batches {_ranges(waiting)} have no SendGrid event yet; {resume} again after "
             f"{due} UTC settles them from SendGrid's events ([delivery] event_wait_seconds)"
