@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy.exc import DBAPIError
-
 # Not digest.render: it loads lxml, premailer and mjml (14 MB), which a send that
 # finds its copies rendered already never needs (rendered_copies imports it).
 from digest import rank
@@ -28,7 +26,7 @@ from digest.models import Batch, Edition, RenderedEdition
 from digest.send import letter_for, make_backend, send_now
 from digest.send.base import Backend, Letter
 from digest.send.doubt import resolve
-from digest.send.durable import Durable, database_errors, is_transient, reason
+from digest.send.durable import Durable, database_errors
 from digest.send.ledger import (
     ACTIVE_STATES,
     RetryPolicy,
@@ -351,6 +349,7 @@ def send_test(
     return len(recipients)
 
 
+@database_errors
 def send(
     settings: Settings,
     store: Store,
@@ -377,87 +376,84 @@ def send(
     ledger_retry_seconds; past that, or if it is away before anything is recorded,
     the send stops with DatabaseUnavailable, one line that says how to resume.
     """
-    with database_errors(name):
-        delivery = settings.delivery
-        policy = policy or RetryPolicy.from_settings(delivery)
-        durable = Durable(name, policy.ledger_retry_seconds)
-        edition = load_edition(store, name)
-        existing = store.get_send(name)
+    policy = policy or RetryPolicy.from_settings(settings.delivery)
+    durable = Durable(name, policy.ledger_retry_seconds)
+    edition = load_edition(store, name)
+    existing = store.get_send(name)
+    if existing is None:
+        refuse_empty(edition)
+    backend_name = backend or (existing.backend if existing else settings.delivery.backend)
+    # The backend first: a missing API key fails here, before anything is recorded.
+    mailer = make_backend(settings, backend_name)
+    try:
         if existing is None:
-            refuse_empty(edition)
-        backend_name = backend or (existing.backend if existing else delivery.backend)
-        # The backend first: a missing API key fails here, before anything is recorded.
-        mailer = make_backend(settings, backend_name)
-        try:
-            if existing is None:
-                # Every copy rendered before the snapshot: a template error stops the
-                # send here, with nothing recorded.
-                prepare_copies(settings, store, edition)
-            send_id, created = open_send(store, name, backend_name, delivery.batch_size, durable)
-            wait = policy.event_wait_seconds
-            settled = [] if created else _settle_from_events(store, durable, send_id, wait)
-            before = durable(
-                "reading the ledger", report, store, send_id, created=created, event_wait=wait
-            )
-            before.settled_now = settled
-            if not created:
-                unfinished = (
-                    before.pending + before.failed + (before.in_doubt if retry_in_doubt else 0)
+            # Every copy rendered before the snapshot: a template error stops the
+            # send here, with nothing recorded.
+            prepare_copies(settings, store, edition)
+        send_id, created = open_send(
+            store, name, backend_name, settings.delivery.batch_size, durable
+        )
+        wait = policy.event_wait_seconds
+        settled = [] if created else _settle_from_events(store, durable, send_id, wait)
+        before = durable(
+            "reading the ledger", report, store, send_id, created=created, event_wait=wait
+        )
+        before.settled_now = settled
+        if not created:
+            unfinished = before.pending + before.failed + (before.in_doubt if retry_in_doubt else 0)
+            if unfinished == 0:
+                result = durable(
+                    "recording how the send stands",
+                    settle,
+                    store,
+                    send_id,
+                    created=False,
+                    event_wait=wait,
                 )
-                if unfinished == 0:
-                    result = durable(
-                        "recording how the send stands",
-                        settle,
-                        store,
-                        send_id,
-                        created=False,
-                        event_wait=wait,
-                    )
-                    result.settled_now = settled
-                    if result.in_doubt:
-                        log.warning("edition %s: %s", name, result.note)
-                    durable("marking the edition", _mark_edition, store, name, result)
-                    return result
-                if not resume:
-                    raise SendError(
-                        f"edition {name} was already sent in part ({before.sent} of "
-                        f"{before.recipients} recipients; {before.pending + before.failed} "
-                        f"left, {before.in_doubt} in doubt); run `digest send {name} --resume` "
-                        "to finish it"
-                    )
-            if before.in_doubt and not retry_in_doubt:
-                log.warning(
-                    "edition %s: %d recipients in doubt are not resent: %s",
-                    name,
-                    before.in_doubt,
-                    doubt_note(before),
+                result.settled_now = settled
+                if result.in_doubt:
+                    log.warning("edition %s: %s", name, result.note)
+                durable("marking the edition", _mark_edition, store, name, result)
+                return result
+            if not resume:
+                raise SendError(
+                    f"edition {name} was already sent in part ({before.sent} of "
+                    f"{before.recipients} recipients; {before.pending + before.failed} left, "
+                    f"{before.in_doubt} in doubt); run `digest send {name} --resume` to finish it"
                 )
-            if on_start:
-                on_start(before)
-            durable("marking the edition", store.set_edition_status, name, "sending")
-            durable("starting the send", store.set_send_state, send_id, "sending")
-            whole, letters = durable(
-                "loading the edition's copies", letters_for_send, settings, store, edition, send_id
+        if before.in_doubt and not retry_in_doubt:
+            log.warning(
+                "edition %s: %d recipients in doubt are not resent: %s",
+                name,
+                before.in_doubt,
+                doubt_note(before),
             )
-            result = deliver(
-                store,
-                mailer,
-                whole,
-                send_id,
-                letters=letters,
-                retry_in_doubt=retry_in_doubt,
-                limit=limit,
-                policy=policy,
-                concurrency=delivery.concurrency,
-                on_progress=on_progress,
-                stop=stop,
-            )
-        finally:
-            mailer.close()
-        result.created = created
-        result.settled_now = settled + result.settled_now
-        durable("marking the edition", _mark_edition, store, name, result)
-        return result
+        if on_start:
+            on_start(before)
+        durable("marking the edition", store.set_edition_status, name, "sending")
+        durable("starting the send", store.set_send_state, send_id, "sending")
+        whole, letters = durable(
+            "loading the edition's copies", letters_for_send, settings, store, edition, send_id
+        )
+        result = deliver(
+            store,
+            mailer,
+            whole,
+            send_id,
+            letters=letters,
+            retry_in_doubt=retry_in_doubt,
+            limit=limit,
+            policy=policy,
+            concurrency=settings.delivery.concurrency,
+            on_progress=on_progress,
+            stop=stop,
+        )
+    finally:
+        mailer.close()
+    result.created = created
+    result.settled_now = settled + result.settled_now
+    durable("marking the edition", _mark_edition, store, name, result)
+    return result
 
 
 def _settle_from_events(store: Store, durable: Durable, send_id: int, wait: float) -> list[int]:
@@ -501,8 +497,7 @@ def work(
     any number of workers on any number of machines share a send without sending
     a batch twice. A worker never resends failed or in-doubt batches: that is
     the operator's call (`digest send EDITION --resume [--retry-in-doubt]`).
-    With `once`, it returns when nothing is left to claim; otherwise it polls,
-    and a database that is away is waited for, a poll at a time.
+    With `once`, it returns when nothing is left to claim; otherwise it polls.
     Returns how many recipients it sent.
     """
     stop = stop or threading.Event()
@@ -512,20 +507,39 @@ def work(
     total = 0
     try:
         while not stop.is_set():
-            try:
-                sent = _work_once(
-                    settings, store, backend, policy, letters, mailers, on_progress, stop
-                )
-            except DBAPIError as exc:
-                if once or not is_transient(exc):
-                    raise
-                log.warning(
-                    "worker: the database is unavailable (%s); looking again in %g s",
-                    reason(exc),
-                    poll_seconds,
-                )
-                stop.wait(poll_seconds)
-                continue
+            sent = 0
+            for row in store.list_sends():
+                if row.state not in ACTIVE_STATES or not store.batch_states(row.id).get("pending"):
+                    continue
+                if row.edition not in letters:
+                    edition = load_edition(store, row.edition)
+                    letters[row.edition] = letters_for_send(settings, store, edition, row.id)
+                whole, by_sections = letters[row.edition]
+                backend_name = backend or row.backend
+                if backend_name not in mailers:
+                    mailers[backend_name] = make_backend(settings, backend_name)
+                try:
+                    result = deliver(
+                        store,
+                        mailers[backend_name],
+                        whole,
+                        row.id,
+                        letters=by_sections,
+                        retry_failed=False,
+                        policy=policy,
+                        concurrency=settings.delivery.concurrency,
+                        on_progress=on_progress,
+                        stop=stop,
+                    )
+                except SendError as exc:
+                    # This send is paused or stopped now, or the database stayed away
+                    # past ledger_retry_seconds, and says why; others go on.
+                    log.error("worker: %s", exc)
+                    continue
+                _mark_edition(store, row.edition, result)
+                if result.sent_now:
+                    log.info("worker: sent %d recipients of %s", result.sent_now, row.edition)
+                sent += result.sent_now
             total += sent
             if sent == 0:
                 if once:
@@ -535,53 +549,6 @@ def work(
         for mailer in mailers.values():
             mailer.close()
     return total
-
-
-def _work_once(
-    settings: Settings,
-    store: Store,
-    backend: str | None,
-    policy: RetryPolicy,
-    letters: dict[str, tuple[Letter, dict[str, Letter]]],
-    mailers: dict[str, Backend],
-    on_progress: Callable[[int], None] | None,
-    stop: threading.Event,
-) -> int:
-    """One look at every active send: claim and send what is pending. Returns recipients sent."""
-    sent = 0
-    for row in store.list_sends():
-        if row.state not in ACTIVE_STATES or not store.batch_states(row.id).get("pending"):
-            continue
-        if row.edition not in letters:
-            edition = load_edition(store, row.edition)
-            letters[row.edition] = letters_for_send(settings, store, edition, row.id)
-        whole, by_sections = letters[row.edition]
-        backend_name = backend or row.backend
-        if backend_name not in mailers:
-            mailers[backend_name] = make_backend(settings, backend_name)
-        try:
-            result = deliver(
-                store,
-                mailers[backend_name],
-                whole,
-                row.id,
-                letters=by_sections,
-                retry_failed=False,
-                policy=policy,
-                concurrency=settings.delivery.concurrency,
-                on_progress=on_progress,
-                stop=stop,
-            )
-        except SendError as exc:
-            # This send is paused or stopped now, or the database stayed away too
-            # long, and the error says why; others go on.
-            log.error("worker: %s", exc)
-            continue
-        _mark_edition(store, row.edition, result)
-        if result.sent_now:
-            log.info("worker: sent %d recipients of %s", result.sent_now, row.edition)
-        sent += result.sent_now
-    return sent
 
 
 @dataclass

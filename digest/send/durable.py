@@ -18,12 +18,12 @@ store_events.claimed_with).
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import ParamSpec, TypeVar
+from collections.abc import Callable
+from typing import Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 
@@ -33,6 +33,8 @@ log = logging.getLogger("digest.send")
 
 P = ParamSpec("P")
 T = TypeVar("T")
+S = TypeVar("S")
+D = TypeVar("D")
 
 #: Backoff between tries: a random wait up to base * 2^(try-1), at most `_MAX_DELAY`,
 #: so a database back after two seconds is found within about two more.
@@ -131,13 +133,20 @@ class Durable:
             return result
 
 
-@contextmanager
-def database_errors(edition: str) -> Iterator[None]:
-    """Whatever a send does outside the ledger's retries (loading the edition, its
-    copies): a database that is away there is one line too, never a traceback."""
-    try:
-        yield
-    except DBAPIError as exc:
-        if not is_transient(exc):
-            raise
-        raise DatabaseUnavailable(stopped_message(edition, "preparing", reason(exc))) from None
+def database_errors(
+    send: Callable[Concatenate[S, D, str, P], T],
+) -> Callable[Concatenate[S, D, str, P], T]:
+    """For jobs.send(settings, store, edition, ...): whatever it does outside the ledger's
+    retries (loading the edition, its copies) with the database away is one line too,
+    never a traceback."""
+
+    @functools.wraps(send)
+    def guarded(settings: S, store: D, edition: str, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return send(settings, store, edition, *args, **kwargs)
+        except DBAPIError as exc:
+            if not is_transient(exc):
+                raise
+            raise DatabaseUnavailable(stopped_message(edition, "preparing", reason(exc))) from None
+
+    return guarded
