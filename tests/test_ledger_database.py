@@ -18,7 +18,7 @@ from fakes.newsroom import EDITION, SECRET, copy_newsroom, drafted, letter, with
 from fakes.sendgrid_server import DEFAULT_KEY, FakeSendGrid
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from digest import config
+from digest import config, jobs
 from digest.config import Settings
 from digest.models import Recipient
 from digest.send.durable import DatabaseUnavailable, Durable
@@ -150,6 +150,23 @@ def test_a_database_gone_for_good_leaves_only_the_batch_in_hand_in_doubt(
     # One batch went out and its "sent" could not be written; nothing else was tried.
     assert len(fake.deliveries) == 10
     assert store.batch_states(send_id) == {"sending": (1, 10), "pending": (4, 40)}
+    store.close()
+
+
+def test_a_database_away_before_the_ledger_is_one_line_too(settings: Settings) -> None:
+    store = Store.open(settings.database_url)
+
+    def away(*_args: object) -> None:
+        raise _gone("connection refused")
+
+    store.load_edition = away  # type: ignore[method-assign]
+    with pytest.raises(DatabaseUnavailable) as stopped:
+        jobs.send(settings, store, EDITION)
+    assert str(stopped.value) == (
+        f"send {EDITION} stopped: the database was unreachable (preparing: connection "
+        f"refused); every batch recorded so far is safe; run `digest send {EDITION} "
+        "--resume` once it is back"
+    )
     store.close()
 
 
