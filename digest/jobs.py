@@ -25,7 +25,7 @@ from digest.errors import NotFoundError, SendError
 from digest.models import Batch, Edition, RenderedEdition
 from digest.send import letter_for, make_backend, send_now
 from digest.send.base import Backend, Letter
-from digest.send.doubt import resolve
+from digest.send.doubt import settle_from_events
 from digest.send.durable import Durable, database_errors
 from digest.send.ledger import (
     ACTIVE_STATES,
@@ -394,7 +394,7 @@ def send(
             store, name, backend_name, settings.delivery.batch_size, durable
         )
         wait = policy.event_wait_seconds
-        settled = [] if created else _settle_from_events(store, durable, send_id, wait)
+        settled = [] if created else settle_from_events(store, durable, send_id, wait)
         before = durable(
             "reading the ledger", report, store, send_id, created=created, event_wait=wait
         )
@@ -454,25 +454,6 @@ def send(
     result.settled_now = settled + result.settled_now
     durable("marking the edition", _mark_edition, store, name, result)
     return result
-
-
-def _settle_from_events(store: Store, durable: Durable, send_id: int, wait: float) -> list[int]:
-    """Record as sent the batches in doubt that SendGrid's events prove it took."""
-    settled = durable(
-        "settling batches in doubt from SendGrid's events",
-        resolve,
-        store,
-        send_id,
-        event_wait=wait,
-    ).settled
-    if settled:
-        log.info(
-            "edition %s: SendGrid's events show it took batches %s, left in doubt by a "
-            "crash; recorded as sent",
-            durable.edition,
-            ", ".join(map(str, settled[:10])) + (" ..." if len(settled) > 10 else ""),
-        )
-    return settled
 
 
 def _mark_edition(store: Store, name: str, result: SendReport) -> None:

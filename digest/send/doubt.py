@@ -24,11 +24,15 @@ batches in doubt are the operator's at once, as before.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from digest.send.durable import Durable
 from digest.store import Store, now
 from digest.store_events import event_counts, settle_as_sent
+
+log = logging.getLogger("digest.send")
 
 
 def waits_for_events(backend: str) -> bool:
@@ -83,3 +87,26 @@ def resolve(
         else:
             result.left.append(batch.number)
     return result
+
+
+def settle_from_events(
+    store: Store, durable: Durable, send_id: int, event_wait: float
+) -> list[int]:
+    """Record as sent the batches in doubt that SendGrid's events prove it took (a resume
+    does this first); the rest stay as they are. Returns the batches settled."""
+    settled = durable(
+        "settling batches in doubt from SendGrid's events",
+        resolve,
+        store,
+        send_id,
+        event_wait=event_wait,
+    ).settled
+    if settled:
+        shown = ", ".join(map(str, settled[:10])) + (" ..." if len(settled) > 10 else "")
+        log.info(
+            "send %s: SendGrid's events show it took batches %s, left in doubt by a crash; "
+            "recorded as sent",
+            durable.edition,
+            shown,
+        )
+    return settled
