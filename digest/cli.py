@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -227,7 +228,21 @@ def _size(count: int) -> str:
     return f"{count / 1e6:,.1f} MB" if count >= 1e6 else f"{count / 1e3:,.0f} KB"
 
 
-def _print_send(result: SendReport) -> None:
+def _blast_radius(delivery: config.Delivery) -> str:
+    """How much one crash can leave in doubt, and the setting that bounds it."""
+    return (
+        f"a crash leaves at most {delivery.concurrency} "
+        f"{'batch' if delivery.concurrency == 1 else 'batches'} of up to "
+        f"{delivery.batch_size:,} in doubt per sending process ([delivery] concurrency = "
+        f"{delivery.concurrency})"
+    )
+
+
+def _batches(numbers: list[int]) -> str:
+    return ", ".join(map(str, numbers[:10])) + (" ..." if len(numbers) > 10 else "")
+
+
+def _print_send(result: SendReport, delivery: config.Delivery) -> None:
     console.print(
         f"send {result.edition} via {result.backend}: {result.state}; "
         f"{result.sent:,} of {result.recipients:,} recipients sent "
@@ -235,11 +250,18 @@ def _print_send(result: SendReport) -> None:
         f"{'batch' if result.batches == 1 else 'batches'}",
         highlight=False,
     )
+    if result.settled_now:
+        console.print(
+            f"settled by events: batches {_batches(result.settled_now)}, left in doubt by a "
+            "crash, were taken by SendGrid (its events say so) and are recorded as sent",
+            highlight=False,
+        )
     if result.in_doubt:
         console.print(
             f"[yellow]{result.in_doubt:,} recipients in doubt[/yellow] "
-            f"(batches {', '.join(map(str, result.in_doubt_batches[:10]))}): "
-            "they may or may not have been sent; `--retry-in-doubt` resends them"
+            f"(batches {_batches(result.in_doubt_batches)}): they may or may not have been "
+            f"sent; {escape(_blast_radius(delivery))}",
+            highlight=False,
         )
     if result.failed:
         console.print(
@@ -284,7 +306,7 @@ def run(config_path: ConfigOption = Path("digest.toml"), day: DateOption = None)
                 else ""
             )
         )
-        _print_send(summary.send)
+        _print_send(summary.send, settings.delivery)
         console.print(f"html: {summary.html_path}")
         console.print(f"text: {summary.text_path}")
         if summary.outbox:
@@ -547,7 +569,7 @@ def send(
                 on_progress=on_progress,
                 stop=stop,
             )
-        _print_send(result)
+        _print_send(result, settings.delivery)
         if result.state != "done":
             raise typer.Exit(1)
 
@@ -567,13 +589,15 @@ def sends(
 
     from digest.send.journal import in_doubt_detail
     from digest.send.ledger import report
+    from digest.send.reports import in_doubt_line
 
-    with _session(config_path) as (_settings, store):
+    with _session(config_path) as (settings, store):
         rows = [r for r in store.list_sends() if edition is None or r.edition == edition]
         if edition and not rows:
             console.print(f"no send for edition {edition}")
             raise typer.Exit(1)
-        reports = [report(store, row.id) for row in rows]
+        wait = settings.delivery.event_wait_seconds
+        reports = [report(store, row.id, event_wait=wait) for row in rows]
         if as_json:
             sys.stdout.write(json.dumps([asdict(r) for r in reports], indent=2) + "\n")
             return
@@ -601,18 +625,21 @@ def sends(
                 f"{r.failed:,}",
             )
         console.print(table)
+        for r in reports:
+            if r.settled_by_events:
+                console.print(
+                    f"{r.edition}: batches {_batches(r.settled_by_events)} settled by events: "
+                    "left in doubt by a crash, recorded as sent because SendGrid's events "
+                    "show it took them",
+                    markup=False,
+                )
+        if edition and reports[0].in_doubt:
+            console.print(_blast_radius(settings.delivery), markup=False)
         if edition:
             for b in store.failed_batches(rows[0].id):
                 if b.state == "sending":
-                    why = f" ({b.error})" if b.error else ""
-                    why += in_doubt_detail(store, rows[0].id, b.number, b.size)
-                    console.print(
-                        f"batch {b.number} ({b.size} recipients) in doubt since "
-                        f"{b.updated_at:%Y-%m-%d %H:%M:%S} UTC{why}: it may or may not have "
-                        "gone out (if a worker is still sending it, it will finish); "
-                        f"`digest send {edition} --resume --retry-in-doubt` resends it",
-                        markup=False,
-                    )
+                    detail = in_doubt_detail(store, rows[0].id, b.number, b.size)
+                    console.print(in_doubt_line(reports[0], b, wait, detail), markup=False)
                 else:
                     console.print(
                         f"batch {b.number} ({b.size} recipients) failed after {b.attempts} "

@@ -25,6 +25,8 @@ from digest.errors import DigestError, NotFoundError, SendError
 from digest.models import Batch, Edition, RenderedEdition
 from digest.send import letter_for, make_backend, send_now
 from digest.send.base import Backend, Letter
+from digest.send.doubt import settle_from_events
+from digest.send.durable import Durable, database_errors
 from digest.send.ledger import (
     ACTIVE_STATES,
     RetryPolicy,
@@ -35,6 +37,7 @@ from digest.send.ledger import (
     report,
     settle,
 )
+from digest.send.reports import doubt_note
 from digest.store import Store
 from digest.subscribers import ImportReport, normalise_email
 from digest.tokens import Tokens, fill
@@ -374,6 +377,7 @@ def send_test(
     return len(recipients)
 
 
+@database_errors
 def send(
     settings: Settings,
     store: Store,
@@ -392,8 +396,16 @@ def send(
 
     The first call snapshots the recipients. A later call for the same edition
     sends nothing new unless the send was interrupted and `resume` is given; it
-    goes through the backend the send started with unless another is named.
+    goes through the backend the send started with unless another is named. It
+    first settles the batches a crash left in doubt that SendGrid's events prove
+    were taken (send/doubt.py).
+
+    The ledger rides out a database that goes away for up to [delivery]
+    ledger_retry_seconds; past that, or if it is away before anything is recorded,
+    the send stops with DatabaseUnavailable, one line that says how to resume.
     """
+    policy = policy or RetryPolicy.from_settings(settings.delivery)
+    durable = Durable(name, policy.ledger_retry_seconds)
     edition = load_edition(store, name)
     existing = store.get_send(name)
     if existing is None:
@@ -411,15 +423,30 @@ def send(
             # Every copy rendered before the snapshot: a template error stops the
             # send here, with nothing recorded.
             prepare_copies(settings, store, edition)
-        send_id, created = open_send(store, name, backend_name, settings.delivery.batch_size)
-        before = report(store, send_id, created=created)
+        send_id, created = open_send(
+            store, name, backend_name, settings.delivery.batch_size, durable
+        )
+        wait = policy.event_wait_seconds
+        settled = [] if created else settle_from_events(store, durable, send_id, wait)
+        before = durable(
+            "reading the ledger", report, store, send_id, created=created, event_wait=wait
+        )
+        before.settled_now = settled
         if not created:
             unfinished = before.pending + before.failed + (before.in_doubt if retry_in_doubt else 0)
             if unfinished == 0:
-                result = settle(store, send_id, created=False)
+                result = durable(
+                    "recording how the send stands",
+                    settle,
+                    store,
+                    send_id,
+                    created=False,
+                    event_wait=wait,
+                )
+                result.settled_now = settled
                 if result.in_doubt:
                     log.warning("edition %s: %s", name, result.note)
-                _mark_edition(store, name, result)
+                durable("marking the edition", _mark_edition, store, name, result)
                 return result
             if not resume:
                 raise SendError(
@@ -429,17 +456,18 @@ def send(
                 )
         if before.in_doubt and not retry_in_doubt:
             log.warning(
-                "edition %s: %d recipients in doubt (batches %s) are not resent; "
-                "use --retry-in-doubt to resend them",
+                "edition %s: %d recipients in doubt are not resent: %s",
                 name,
                 before.in_doubt,
-                ", ".join(map(str, before.in_doubt_batches[:10])),
+                doubt_note(before),
             )
         if on_start:
             on_start(before)
-        store.set_edition_status(name, "sending")
-        store.set_send_state(send_id, "sending")
-        whole, letters = letters_for_send(settings, store, edition, send_id)
+        durable("marking the edition", store.set_edition_status, name, "sending")
+        durable("starting the send", store.set_send_state, send_id, "sending")
+        whole, letters = durable(
+            "loading the edition's copies", letters_for_send, settings, store, edition, send_id
+        )
         result = deliver(
             store,
             mailer,
@@ -448,7 +476,7 @@ def send(
             letters=letters,
             retry_in_doubt=retry_in_doubt,
             limit=limit,
-            policy=policy or RetryPolicy.from_settings(settings.delivery),
+            policy=policy,
             concurrency=settings.delivery.concurrency,
             on_progress=on_progress,
             stop=stop,
@@ -456,7 +484,8 @@ def send(
     finally:
         mailer.close()
     result.created = created
-    _mark_edition(store, name, result)
+    result.settled_now = settled + result.settled_now
+    durable("marking the edition", _mark_edition, store, name, result)
     return result
 
 
@@ -517,7 +546,8 @@ def work(
                         stop=stop,
                     )
                 except SendError as exc:
-                    # This send is paused or stopped now, and says why; others go on.
+                    # This send is paused or stopped now, or the database stayed away
+                    # past ledger_retry_seconds, and says why; others go on.
                     log.error("worker: %s", exc)
                     continue
                 _mark_edition(store, row.edition, result)

@@ -212,6 +212,11 @@ send_batches = Table(
     Column("message_id", Text),
     Column("error", Text),
     Column("updated_at", UTCDateTime, nullable=False),
+    # The token of the claim that took the batch: a claim whose commit went
+    # unanswered (the database restarting) is found again by it, not made twice.
+    Column("claim", String(32)),
+    # "events" when SendGrid's events settled a batch a crash had left in doubt.
+    Column("settled_by", String(20)),
 )
 
 # Recipient by recipient, for backends that deliver one message at a time (SMTP,
@@ -305,7 +310,9 @@ def make_engine(url: str) -> Engine:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    engine = create_engine(url, future=True)
+    # pool_pre_ping: a pooled connection that a database restart or failover cut is
+    # found dead when checked out and replaced, rather than failing the next write.
+    engine = create_engine(url, future=True, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
@@ -1168,12 +1175,15 @@ class Store:
             )
             return {state: (int(n), int(size or 0)) for state, n, size in result}
 
-    def claim_batch(self, send_id: int, states: Sequence[str] = ("pending",)) -> Batch | None:
+    def claim_batch(
+        self, send_id: int, states: Sequence[str] = ("pending",), *, token: str | None = None
+    ) -> Batch | None:
         """Move the lowest-numbered batch in one of `states` to `sending` and return it.
 
         The state change is committed before the caller talks to the mail API,
         so a crash afterwards leaves the batch visibly "in doubt". On PostgreSQL
-        many workers claim concurrently with FOR UPDATE SKIP LOCKED.
+        many workers claim concurrently with FOR UPDATE SKIP LOCKED. `token` is
+        written with the claim (store_events.claimed_with finds it again).
         """
         pending = send_batches.c.state.in_(list(states))
         with self.begin() as conn:
@@ -1202,7 +1212,12 @@ class Store:
             row = conn.execute(
                 update(send_batches)
                 .where(send_batches.c.send_id == send_id, send_batches.c.number == number, pending)
-                .values(state="sending", attempts=send_batches.c.attempts + 1, updated_at=now())
+                .values(
+                    state="sending",
+                    attempts=send_batches.c.attempts + 1,
+                    updated_at=now(),
+                    claim=token,
+                )
                 .returning(
                     send_batches.c.number,
                     send_batches.c.recipients,

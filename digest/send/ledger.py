@@ -4,9 +4,12 @@ A send snapshots its recipients into numbered batches (pending). Each batch is
 moved to `sending` and committed *before* the API call, and to `sent` or
 `failed` and committed *after* it. So a crash leaves at most one batch per
 worker thread (`concurrency` per process) in `sending`: "in doubt", because we
-cannot know whether the API took it. A resumed send skips sent batches and leaves
-in-doubt ones alone unless the operator says so (retry_in_doubt), since resending
-may mail those people twice.
+cannot know whether the API took it. A resumed send skips sent batches; SendGrid's
+own events settle the in-doubt ones they can (send/doubt.py), and the rest are left
+alone unless the operator says so (retry_in_doubt), since resending may mail those
+people twice. Every ledger read and write rides out a database restart
+(send/durable.py), so a delivered batch is not left in doubt by a database that
+blinked.
 
 Backends that hand messages over one recipient at a time (SMTP, outbox) also
 record each recipient as they go (journal.py): a claimed batch leaves out whoever
@@ -34,24 +37,34 @@ stopped (the API refused our credentials).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 from digest.config import Delivery
 from digest.errors import SendError
 from digest.models import Batch, Recipient
 from digest.send.base import Backend, BatchRejected, Letter, SendStopped, TransientError
+from digest.send.doubt import resolve
+from digest.send.durable import DatabaseUnavailable, Durable
+
+# Re-exported: jobs, the CLI, the scheduler and the web import them from here.
+from digest.send.reports import ACTIVE_STATES as ACTIVE_STATES
+from digest.send.reports import SendReport as SendReport
+from digest.send.reports import incomplete_note as incomplete_note
+from digest.send.reports import report as report
 from digest.send.journal import journal_for
+from digest.send.reports import settle
 from digest.store import Store, now
+from digest.store_events import claimed_with, requeue_in_doubt
 
 log = logging.getLogger("digest.send")
-
-#: States in which any worker may claim a send's pending batches.
-ACTIVE_STATES = ("sending", "incomplete")
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,10 @@ class RetryPolicy:
     #: How long to wait, once nothing is left to claim, for batches other workers
     #: claimed meanwhile: the longest one batch can take, all its tries included.
     in_flight_wait: float = 600.0
+    #: How long a ledger read or write is tried again while the database is away.
+    ledger_retry_seconds: float = 120.0
+    #: How long an in-doubt SendGrid batch waits for SendGrid's events (send/doubt.py).
+    event_wait_seconds: float = 900.0
     #: None waits on the send's stop event, so a signal cuts a long wait short.
     sleep: Callable[[float], None] | None = None
 
@@ -80,6 +97,8 @@ class RetryPolicy:
             rate_per_second=delivery.rate_per_second,
             in_flight_wait=delivery.retry_attempts
             * (delivery.request_timeout + delivery.retry_max_delay),
+            ledger_retry_seconds=delivery.ledger_retry_seconds,
+            event_wait_seconds=delivery.event_wait_seconds,
         )
 
     def backoff(self, attempt: int) -> float:
@@ -100,24 +119,6 @@ class RetryPolicy:
         return min(max(retry_after, 0.0), self.max_delay) + random.uniform(0, self.base_delay)
 
 
-@dataclass
-class SendReport:
-    edition: str
-    send_id: int
-    backend: str
-    recipients: int = 0
-    batches: int = 0
-    sent_now: int = 0
-    sent: int = 0
-    pending: int = 0
-    in_doubt: int = 0
-    in_doubt_batches: list[int] = field(default_factory=list)
-    failed: int = 0
-    state: str = ""
-    note: str = ""
-    created: bool = False
-
-
 def chunked(recipients: Iterator[Recipient], size: int) -> Iterator[list[Recipient]]:
     batch: list[Recipient] = []
     for recipient in recipients:
@@ -129,50 +130,28 @@ def chunked(recipients: Iterator[Recipient], size: int) -> Iterator[list[Recipie
         yield batch
 
 
-def open_send(store: Store, edition: str, backend: str, batch_size: int) -> tuple[int, bool]:
+def open_send(
+    store: Store, edition: str, backend: str, batch_size: int, durable: Durable | None = None
+) -> tuple[int, bool]:
     """The send for an edition: the existing one, or a new snapshot of every deliverable
-    subscriber. Returns (id, created)."""
-    existing = store.get_send(edition)
-    if existing is not None:
-        return int(existing.id), False
-    return store.snapshot_send(edition, backend, batch_size), True
+    subscriber. Returns (id, created).
 
+    With `durable`, tried again while the database is away. A snapshot whose commit
+    went unanswered is found on the next try, and is still ours: created.
+    """
+    tried = False
 
-def report(store: Store, send_id: int, *, sent_now: int = 0, created: bool = False) -> SendReport:
-    """How a send stands now, from the ledger. sent_now and created describe this run."""
-    row = store.send_by_id(send_id)
-    states = store.batch_states(send_id)
-    doubt = [b.number for b in store.failed_batches(send_id) if b.state == "sending"]
-    return SendReport(
-        edition=row.edition,
-        send_id=send_id,
-        backend=row.backend,
-        recipients=row.recipients,
-        batches=row.batches,
-        sent=states.get("sent", (0, 0))[1],
-        pending=states.get("pending", (0, 0))[1],
-        in_doubt=states.get("sending", (0, 0))[1],
-        in_doubt_batches=doubt,
-        failed=states.get("failed", (0, 0))[1],
-        state=row.state,
-        note=row.note,
-        sent_now=sent_now,
-        created=created,
-    )
+    def attempt() -> tuple[int, bool]:
+        nonlocal tried
+        existing = store.get_send(edition)
+        if existing is not None:
+            return int(existing.id), tried
+        tried = True
+        return store.snapshot_send(edition, backend, batch_size), True
 
-
-def settle(store: Store, send_id: int, *, sent_now: int = 0, created: bool = False) -> SendReport:
-    """Record how a send stands once nothing more can be claimed: done, or what is left."""
-    result = report(store, send_id, sent_now=sent_now, created=created)
-    if result.pending == 0 and result.in_doubt == 0 and result.failed == 0:
-        if result.state != "done":
-            store.set_send_state(send_id, "done")
-        result.state, result.note = "done", ""
-    elif result.state in ACTIVE_STATES:
-        note = incomplete_note(result)
-        store.set_send_state(send_id, "incomplete", note)
-        result.state, result.note = "incomplete", note
-    return result
+    if durable is None:
+        return attempt()
+    return durable("snapshotting the recipients", attempt)
 
 
 def deliver(
@@ -207,15 +186,39 @@ def deliver(
     stop: set by a signal handler; the batches in flight finish, then we return.
     letters: the copy for each section preference batches were cut by
         (Batch.sections); a batch whose preference is not here gets `letter`.
+
+    A database that goes away meanwhile is waited for (policy.ledger_retry_seconds);
+    past that, DatabaseUnavailable says how to resume.
     """
     policy = policy or RetryPolicy()
-    requeue = ["failed"] if retry_failed else []
+    durable = Durable(letter.edition, policy.ledger_retry_seconds)
+    settled_now: list[int] = []
+    if retry_failed:
+        durable(
+            "putting failed batches back in the queue", store.requeue_batches, send_id, ["failed"]
+        )
     if retry_in_doubt:
-        # The operator has said these people may get a second copy rather than none.
-        requeue.append("sending")
-    if requeue:
-        store.requeue_batches(send_id, requeue)
-    run = _Run(store, backend, letter, send_id, policy, limit, on_progress, stop, letters or {})
+        # SendGrid's events first: what they prove was taken is sent, never resent.
+        # Then the operator has said the rest may get a second copy rather than none;
+        # but not those still within the wait for their events (send/doubt.py).
+        doubt = durable(
+            "settling batches in doubt from SendGrid's events",
+            resolve,
+            store,
+            send_id,
+            event_wait=policy.event_wait_seconds,
+        )
+        settled_now = doubt.settled
+        durable(
+            "putting batches in doubt back in the queue",
+            requeue_in_doubt,
+            store,
+            send_id,
+            doubt.left,
+        )
+    run = _Run(
+        store, durable, backend, letter, send_id, policy, limit, on_progress, stop, letters or {}
+    )
     try:
         if concurrency <= 1:
             run.work()
@@ -233,14 +236,24 @@ def deliver(
     if run.error is not None:
         raise run.error
     run.wait_for_other_workers()
-    if (run.stop.is_set() or run.limit_reached) and store.batch_states(send_id).get("pending"):
+    stopped = run.stop.is_set() or run.limit_reached
+    if stopped and durable("reading the ledger", store.batch_states, send_id).get("pending"):
         note = (
             "stopped by a signal; resume to finish"
             if run.stop.is_set()
             else f"stopped after --limit {limit} batches; resume to finish"
         )
-        store.set_send_state(send_id, "paused", note)
-    return settle(store, send_id, sent_now=run.sent_now)
+        durable("pausing the send", store.set_send_state, send_id, "paused", note)
+    result = durable(
+        "recording how the send stands",
+        settle,
+        store,
+        send_id,
+        sent_now=run.sent_now,
+        event_wait=policy.event_wait_seconds,
+    )
+    result.settled_now = settled_now
+    return result
 
 
 class _Run:
@@ -249,6 +262,7 @@ class _Run:
     def __init__(
         self,
         store: Store,
+        durable: Durable,
         backend: Backend,
         letter: Letter,
         send_id: int,
@@ -259,6 +273,7 @@ class _Run:
         letters: Mapping[str, Letter],
     ) -> None:
         self.store = store
+        self.durable = durable
         self.backend = backend
         self.letter = letter
         self.letters = letters
@@ -287,7 +302,10 @@ class _Run:
         """
         deadline = time.monotonic() + self.policy.in_flight_wait
         while not self.stop.is_set() and time.monotonic() < deadline:
-            others = set(self.store.claimed_since(self.send_id, self.since)) - self.left_in_doubt
+            claimed = self.durable(
+                "looking for batches in flight", self.store.claimed_since, self.send_id, self.since
+            )
+            others = set(claimed) - self.left_in_doubt
             if not others:
                 return
             self.stop.wait(0.2)
@@ -316,7 +334,7 @@ class _Run:
                 self.limit_reached = True
                 return False
             self.claimed += 1
-        current = self.store.get_send(self.letter.edition)
+        current = self.durable("reading the send's state", self.store.get_send, self.letter.edition)
         # Paused or stopped by someone else (another worker's failures, the
         # operator): leave it as they left it.
         return current is not None and current.state in ACTIVE_STATES
@@ -324,13 +342,14 @@ class _Run:
     def work(self) -> None:
         try:
             while self._may_claim():
-                batch = self.store.claim_batch(self.send_id)
+                batch = self._claim()
                 if batch is None:
                     return
                 # Without whoever an earlier claim recorded as accepted (journal.py).
                 batch = journal_for(self.store, batch)
                 state, reason = _push_with_retries(
                     self.store,
+                    self.durable,
                     self.backend,
                     self.letters.get(batch.sections, self.letter),
                     batch,
@@ -346,10 +365,37 @@ class _Run:
                         due = self.sent_now / self.policy.rate_per_second
                     self.wait(due - (time.monotonic() - self.started))
         except SendStopped as exc:
-            self.store.set_send_state(self.send_id, "stopped", str(exc))
             self._fail(exc)
+            # The refusal is the error to report; a database away as well changes nothing.
+            with contextlib.suppress(DatabaseUnavailable):
+                self.durable(
+                    "stopping the send",
+                    self.store.set_send_state,
+                    self.send_id,
+                    "stopped",
+                    str(exc),
+                )
         except BaseException as exc:  # a bug or a lost database: the batch stays in doubt
             self._fail(exc)
+
+    def _claim(self) -> Batch | None:
+        """Claim the next pending batch, across a database restart.
+
+        A claim whose commit went unanswered may have gone through: the token it
+        wrote finds that batch on the next try, rather than a second claim leaving
+        the first one `sending` (in doubt) with nobody sending it.
+        """
+        token = uuid.uuid4().hex
+        tried = False
+
+        def attempt() -> Batch | None:
+            nonlocal tried
+            if tried and (mine := claimed_with(self.store, self.send_id, token)) is not None:
+                return mine
+            tried = True
+            return self.store.claim_batch(self.send_id, token=token)
+
+        return self.durable("claiming a batch", attempt)
 
     def _fail(self, exc: BaseException) -> None:
         with self.lock:
@@ -376,31 +422,16 @@ class _Run:
                 f"fix the cause, then `digest send {self.letter.edition} --resume`"
             )
             if not self.halt.is_set():
-                self.store.set_send_state(self.send_id, "paused", note)
+                self.durable(
+                    "pausing the send", self.store.set_send_state, self.send_id, "paused", note
+                )
                 log.error("send %s: %s", self.letter.edition, note)
             self._fail(SendError(f"send {self.letter.edition} {note}"))
 
 
-def incomplete_note(result: SendReport) -> str:
-    parts = []
-    if result.pending:
-        parts.append(f"{result.pending} recipients not yet sent")
-    if result.in_doubt:
-        parts.append(
-            f"{result.in_doubt} recipients in doubt (batches {_ranges(result.in_doubt_batches)}); "
-            "resend them with --retry-in-doubt"
-        )
-    if result.failed:
-        parts.append(f"{result.failed} recipients in failed batches; see `digest sends`")
-    return "; ".join(parts)
-
-
-def _ranges(numbers: list[int]) -> str:
-    return ", ".join(str(n) for n in numbers[:10]) + (" ..." if len(numbers) > 10 else "")
-
-
 def _push_with_retries(
     store: Store,
+    durable: Durable,
     backend: Backend,
     letter: Letter,
     batch: Batch,
@@ -415,9 +446,23 @@ def _push_with_retries(
     doubt: the last try was refused or went unanswered, and retrying it is what
     the rules say to do anyway. Unless a message may have gone unrecorded (SMTP, a
     connection lost after DATA: TransientError.partial): then in doubt.
+
+    Each outcome is written through `durable`: after a delivered request above all,
+    a database that blinked must not leave the batch in doubt.
     """
+
+    def finish(state: str, **values: Any) -> None:
+        durable(
+            f"recording batch {batch.number} as {_STATE_WORDS[state]}",
+            store.finish_batch,
+            batch.send_id,
+            batch.number,
+            state,
+            **values,
+        )
+
     if not batch.recipients:  # all accepted, recipient by recipient, by earlier claims
-        store.finish_batch(batch.send_id, batch.number, "sent", message_id="accepted earlier")
+        finish("sent", message_id="accepted earlier")
         return "sent", ""
     tries = 0
     rate_limited = 0
@@ -438,9 +483,7 @@ def _push_with_retries(
                 # Some recipients were accepted before the error: resending the batch
                 # would mail them twice, so it stays in doubt for the operator.
                 state = "sending" if exc.partial else "failed"
-                store.finish_batch(
-                    batch.send_id,
-                    batch.number,
+                finish(
                     state,
                     response_code=exc.status or None,
                     error=f"{exc} (gave up after {tries + rate_limited} tries)",
@@ -458,9 +501,7 @@ def _push_with_retries(
             wait(delay)
             if interrupted():
                 state = "sending" if exc.partial else "pending"
-                store.finish_batch(
-                    batch.send_id,
-                    batch.number,
+                finish(
                     state,
                     response_code=exc.status or None,
                     error=f"stopped while waiting to try again after: {exc}",
@@ -468,10 +509,10 @@ def _push_with_retries(
                 return state, "stopped while waiting to try again"
             continue
         except BatchRejected as exc:
-            _suppress_bounces(store, backend.name, exc.bounced)
-            store.finish_batch(
-                batch.send_id,
-                batch.number,
+            durable(
+                "suppressing bounced addresses", _suppress_bounces, store, backend.name, exc.bounced
+            )
+            finish(
                 "failed",
                 response_code=exc.status or None,
                 error=str(exc),
@@ -484,17 +525,15 @@ def _push_with_retries(
             # anything else, so none of them claims another batch meanwhile; then
             # record that this batch did not go out.
             halt()
-            store.finish_batch(
-                batch.send_id, batch.number, "pending", response_code=exc.status or None
-            )
+            finish("pending", response_code=exc.status or None)
             raise
-        _suppress_bounces(store, backend.name, result.bounced)
+        durable(
+            "suppressing bounced addresses", _suppress_bounces, store, backend.name, result.bounced
+        )
         # A recipient whose message may have gone (SMTP: the connection died after
         # DATA) keeps the batch in doubt; --retry-in-doubt resends only them.
         state = "sending" if result.in_doubt else "sent"
-        store.finish_batch(
-            batch.send_id,
-            batch.number,
+        finish(
             state,
             response_code=result.status,
             message_id=result.message_id or None,
@@ -503,6 +542,9 @@ def _push_with_retries(
             attempts=batch.attempts + tries + rate_limited - 1,
         )
         return state, _refusals((), result.in_doubt)
+
+
+_STATE_WORDS = {"sent": "sent", "failed": "failed", "pending": "pending", "sending": "in doubt"}
 
 
 def _refusals(

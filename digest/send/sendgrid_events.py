@@ -1,5 +1,6 @@
 """SendGrid's Signed Event Webhook: check a request came from SendGrid, then turn its
-bounces, spam reports and unsubscribes into suppressions.
+bounces, spam reports and unsubscribes into suppressions, and keep its delivery events,
+which settle the batches a crash left in doubt (send/doubt.py).
 
 The provider-specific half of the webhook (like listmonk's bounce/webhooks/sendgrid.go);
 digest/web/app.py only hands over the raw request.
@@ -15,6 +16,7 @@ SHA-256, and puts the signature (base64 DER) and the timestamp in two headers. T
 from __future__ import annotations
 
 import binascii
+import hashlib
 import json
 import logging
 import re
@@ -22,6 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -30,6 +33,7 @@ from sendgrid.helpers.eventwebhook import EventWebhook, EventWebhookHeader
 
 from digest.errors import ConfigError, DigestError, InputError
 from digest.store import Store
+from digest.store_events import DeliveryEvent, record_events
 from digest.subscribers import normalise_email
 
 log = logging.getLogger("digest.send.sendgrid_events")
@@ -72,6 +76,20 @@ _DROPPED_BECAUSE = {
 }
 
 
+# Delivery events: SendGrid emits one of these for a message only once it has accepted
+# the request that carried it, so any of them settles that message's batch (send/doubt.py).
+# Each carries `sg_event_id`, `email`, `timestamp` and the message's custom args; v3
+# custom_args come back as top-level keys of the event ("Unique Arguments": the
+# arguments appear in the event's JSON), older integrations saw them under
+# `unique_args`, which the reference still lists for delivery events.
+RECORDED_EVENTS = frozenset({"processed", "dropped", "deferred", "delivered", "bounce"})
+_EDITION = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+#: A send's batch numbers; a test copy's "batch" is the clock in microseconds
+#: (send.send_now), sixteen digits, and belongs to no send.
+_BATCH = re.compile(r"[1-9][0-9]{0,8}")
+_MAX_EVENT_ID = 100
+
+
 class WebhookNotConfigured(ConfigError):
     """No usable verification key: the webhook accepts nothing (HTTP 503)."""
 
@@ -92,6 +110,7 @@ class EventReport:
     kinds: dict[str, int] = field(default_factory=dict)  # "bounce": 3, "delivered": 40, ...
     suppressions: dict[str, int] = field(default_factory=dict)  # "bounced": 2, ...
     new_suppressions: int = 0  # addresses suppressed by this request, not already before
+    recorded: int = 0  # delivery events of a send's batch, kept (a repeat is kept once)
     ignored: int = 0
     rejected: list[str] = field(default_factory=list)
 
@@ -224,6 +243,57 @@ def apply(store: Store, events: list[Any], asm_group_id: int | None = None) -> E
     return report
 
 
+def delivery_event(event: Mapping[str, Any]) -> DeliveryEvent | None:
+    """The delivery event to keep, or None: another kind, or about no batch of a send."""
+    if event.get("event") not in RECORDED_EVENTS:
+        return None
+    args: Mapping[str, Any] = event
+    if "edition" not in event and isinstance(event.get("unique_args"), dict):
+        args = event["unique_args"]
+    edition, batch = str(args.get("edition", "")), str(args.get("batch", ""))
+    if not _EDITION.fullmatch(edition) or not _BATCH.fullmatch(batch):
+        return None  # mail of another kind: a test copy, a notice to the operators
+    email, stamp = event.get("email"), event.get("timestamp")
+    if not isinstance(email, str) or not email.strip():
+        return None
+    try:
+        timestamp = datetime.fromtimestamp(float(stamp), UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+    return DeliveryEvent(
+        sg_event_id=_event_id(event),
+        edition=edition,
+        batch=int(batch),
+        email=email.strip().lower()[:320],
+        event=str(event["event"]),
+        timestamp=timestamp,
+    )
+
+
+def _event_id(event: Mapping[str, Any]) -> str:
+    """SendGrid's sg_event_id, which a repeat of the event carries too.
+
+    Without one (or one longer than the column), a digest of the event itself: the
+    same event posted again gives the same digest.
+    """
+    given = event.get("sg_event_id")
+    if isinstance(given, str) and 0 < len(given) <= _MAX_EVENT_ID:
+        return given
+    source = json.dumps(given if isinstance(given, str) else event, sort_keys=True, default=str)
+    return "sha256:" + hashlib.sha256(source.encode()).hexdigest()
+
+
+def record(store: Store, events: list[Any], report: EventReport) -> None:
+    """Keep the delivery events of our sends' batches (send/doubt.py settles by them)."""
+    kept = [e for e in map(delivery_event, filter(_is_object, events)) if e is not None]
+    record_events(store, kept)
+    report.recorded = len({e.sg_event_id for e in kept})
+
+
+def _is_object(event: Any) -> bool:
+    return isinstance(event, dict)
+
+
 def _reject(report: EventReport, problem: str) -> None:
     message = f"{problem}; skipped"
     report.rejected.append(message)
@@ -240,13 +310,21 @@ def receive(
     asm_group_id: int | None = None,
     now: float | None = None,
 ) -> EventReport:
-    """One webhook request, start to end: verify, parse, suppress."""
+    """One webhook request, start to end: verify, parse, suppress, keep delivery events.
+
+    Both steps may be repeated safely: SendGrid posts a request again when we did not
+    answer 2xx (a database away: HTTP 503), and may post an event twice anyway.
+    """
     verifier.verify(body, signature, timestamp, now)
-    report = apply(store, parse(body), asm_group_id)
+    events = parse(body)
+    report = apply(store, events, asm_group_id)
+    record(store, events, report)
     log.info(
-        "sendgrid webhook: %d events, %d new suppressions, %d ignored, %d rejected",
+        "sendgrid webhook: %d events, %d new suppressions, %d delivery events kept, "
+        "%d ignored, %d rejected",
         report.events,
         report.new_suppressions,
+        report.recorded,
         report.ignored,
         len(report.rejected),
     )

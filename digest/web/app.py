@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict
 from functools import partial
 
+from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -29,6 +30,7 @@ from starlette.routing import Route
 from digest import jobs, media
 from digest.config import Settings
 from digest.send import sendgrid_events
+from digest.send.durable import is_transient, reason
 from digest.send.sendgrid_events import (
     MalformedEvents,
     SignatureRejected,
@@ -150,6 +152,15 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         except MalformedEvents as exc:
             log.warning("sendgrid webhook: signed but malformed: %s", exc)
             return PlainTextResponse(str(exc), status_code=400)
+        except DBAPIError as exc:
+            if not is_transient(exc):
+                raise
+            # Not 2xx, so SendGrid posts these events again later (for up to 24 hours,
+            # "Event Webhook" troubleshooting); both steps are safe to repeat.
+            log.warning("sendgrid webhook: the database is unavailable (%s); 503", reason(exc))
+            return PlainTextResponse(
+                "the database is unavailable; post again later", status_code=503
+            )
         return JSONResponse(asdict(report))
 
     @asynccontextmanager

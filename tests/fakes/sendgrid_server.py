@@ -24,6 +24,10 @@ Faults on request, for the next N requests (`fail_next`) or at random
 response, or a dropped connection. A dropped connection closes the socket after
 reading the request and *before* recording it, so the batch was not delivered.
 
+With an EventPoster (`--events-url` and `--events-key`), it also posts the Event
+Webhook's events for every recipient of every request it accepts, signed, the way
+SendGrid does (tests/fakes/sendgrid_webhook.py).
+
 Run alone (the kill tests and the benchmark do):
 
     python -m tests.fakes.sendgrid_server --port 0 --record deliveries.tsv
@@ -49,6 +53,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from .sendgrid_webhook import EventPoster, WebhookKey
 
 DEFAULT_KEY = "SG.fake-key-for-tests"
 MAX_PERSONALIZATIONS = 1000
@@ -299,8 +305,10 @@ class FakeSendGrid:
         keep: bool = True,
         keep_bodies: bool = False,
         respond_delay: float = 0.0,
+        events: EventPoster | None = None,
     ) -> None:
         self.api_key = api_key
+        self.events = events
         self.record = record
         self.keep = keep
         self.keep_bodies = keep_bodies
@@ -327,6 +335,8 @@ class FakeSendGrid:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> FakeSendGrid:
+        if self.events is not None:
+            self.events.start()
         if self.record is not None:
             self._record_fd = os.open(self.record, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
@@ -336,6 +346,8 @@ class FakeSendGrid:
     def stop(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+        if self.events is not None:
+            self.events.stop()
         if self._record_fd is not None:
             os.close(self._record_fd)
             self._record_fd = None
@@ -384,6 +396,8 @@ class FakeSendGrid:
                 self.deliveries.extend(Delivery(e, ed, b, message_id) for e, ed, b in rows)
             if self.keep_bodies:
                 self.bodies.append(body)
+        if self.events is not None and rows:
+            self.events.add(rows, message_id, body)
         return message_id
 
 
@@ -508,6 +522,9 @@ def main(argv: list[str] | None = None) -> None:
         default=0.0,
         help="seconds between recording a batch and answering",
     )
+    parser.add_argument("--events-url", help="post signed Event Webhook events here")
+    parser.add_argument("--events-key", type=Path, help="PEM file of the ECDSA P-256 signing key")
+    parser.add_argument("--events-kinds", default="processed,delivered")
     parser.add_argument("--fail-rate", type=float, default=0.0)
     parser.add_argument("--fail-kinds", default="500,429,drop")
     parser.add_argument("--seed", type=int, default=0)
@@ -518,6 +535,13 @@ def main(argv: list[str] | None = None) -> None:
         record=args.record,
         keep=False,
         respond_delay=args.respond_delay,
+        events=EventPoster(
+            args.events_url,
+            WebhookKey.load(args.events_key),
+            kinds=tuple(args.events_kinds.split(",")),
+        )
+        if args.events_url and args.events_key
+        else None,
     )
     if args.fail_rate:
         fake.fail_randomly(args.fail_rate, tuple(args.fail_kinds.split(",")), args.seed)
@@ -528,8 +552,10 @@ def main(argv: list[str] | None = None) -> None:
     with contextlib.suppress(KeyboardInterrupt):
         stopped.wait()
     fake.stop()
+    events = f", events posted: {fake.events.posted}" if fake.events else ""
     print(
-        f"requests: {fake.requests}, accepted: {fake.accepted}, recipients: {fake.recipients}",
+        f"requests: {fake.requests}, accepted: {fake.accepted}, recipients: {fake.recipients}"
+        + events,
         file=sys.stderr,
         flush=True,
     )

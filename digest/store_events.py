@@ -1,0 +1,160 @@
+"""SendGrid's delivery events, and the queries that settle the batches a crash left in doubt.
+
+Beside digest/store.py (which holds the other tables): the sendgrid_events table, and
+the few ledger queries that only the in-doubt rules need (send/doubt.py, send/ledger.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Column, Index, Integer, String, Table, func, select, update
+
+from digest.models import Batch, Recipient
+from digest.store import Store, UTCDateTime, _insert_for, metadata, now, send_batches
+
+#: One row per event, keyed by SendGrid's own sg_event_id: SendGrid may post an
+#: event more than once ("Duplicate events", Event Webhook Reference), so a repeat
+#: is dropped here. Only events tied to a batch of ours (custom_args edition and
+#: batch) are kept.
+sendgrid_events = Table(
+    "sendgrid_events",
+    metadata,
+    Column("sg_event_id", String(100), primary_key=True),
+    Column("edition", String(10), nullable=False),
+    Column("batch", Integer, nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("event", String(20), nullable=False),  # processed | dropped | deferred | ...
+    Column("timestamp", UTCDateTime, nullable=False),  # when SendGrid says it happened
+    Column("received_at", UTCDateTime, nullable=False),
+    Index("ix_sendgrid_events_batch", "edition", "batch"),
+)
+
+#: send_batches.settled_by for a batch SendGrid's events settled.
+BY_EVENTS = "events"
+
+
+@dataclass(frozen=True)
+class DeliveryEvent:
+    """One SendGrid event about one message of one batch."""
+
+    sg_event_id: str
+    edition: str
+    batch: int
+    email: str
+    event: str
+    timestamp: datetime
+
+
+def record_events(store: Store, events: Sequence[DeliveryEvent]) -> None:
+    """Keep the events; one SendGrid already posted (same sg_event_id) is skipped."""
+    if not events:
+        return
+    received = now()
+    rows = {
+        e.sg_event_id: {
+            "sg_event_id": e.sg_event_id,
+            "edition": e.edition,
+            "batch": e.batch,
+            "email": e.email,
+            "event": e.event,
+            "timestamp": e.timestamp,
+            "received_at": received,
+        }
+        for e in events
+    }
+    with store.begin() as conn:
+        stmt = _insert_for(conn, sendgrid_events).on_conflict_do_nothing(
+            index_elements=["sg_event_id"]
+        )
+        conn.execute(stmt, list(rows.values()))
+
+
+def event_counts(store: Store, edition: str, batches: Iterable[int]) -> dict[int, dict[str, int]]:
+    """batch -> {event: how many} for these batches of an edition (none: not in the dict)."""
+    numbers = list(batches)
+    if not numbers:
+        return {}
+    counts: dict[int, dict[str, int]] = {}
+    with store.begin() as conn:
+        rows = conn.execute(
+            select(sendgrid_events.c.batch, sendgrid_events.c.event, func.count())
+            .where(sendgrid_events.c.edition == edition, sendgrid_events.c.batch.in_(numbers))
+            .group_by(sendgrid_events.c.batch, sendgrid_events.c.event)
+        )
+        for number, event, count in rows:
+            counts.setdefault(int(number), {})[event] = int(count)
+    return counts
+
+
+def settle_as_sent(store: Store, send_id: int, number: int) -> bool:
+    """An in-doubt batch becomes sent, settled by events. False if it is no longer in doubt."""
+    with store.begin() as conn:
+        changed = conn.execute(
+            update(send_batches)
+            .where(
+                send_batches.c.send_id == send_id,
+                send_batches.c.number == number,
+                send_batches.c.state == "sending",
+            )
+            .values(state="sent", settled_by=BY_EVENTS, updated_at=now())
+        ).rowcount
+    return bool(changed)
+
+
+def settled_by_events(store: Store, send_id: int) -> list[tuple[int, int]]:
+    """(number, size) of the batches SendGrid's events settled."""
+    with store.begin() as conn:
+        rows = conn.execute(
+            select(send_batches.c.number, send_batches.c.size)
+            .where(send_batches.c.send_id == send_id, send_batches.c.settled_by == BY_EVENTS)
+            .order_by(send_batches.c.number)
+        )
+        return [(int(number), int(size)) for number, size in rows]
+
+
+def requeue_in_doubt(store: Store, send_id: int, numbers: Sequence[int]) -> int:
+    """Put these in-doubt batches back to pending (the operator said so). Returns recipients."""
+    if not numbers:
+        return 0
+    doubtful = (
+        send_batches.c.send_id == send_id,
+        send_batches.c.number.in_(list(numbers)),
+        send_batches.c.state == "sending",
+    )
+    with store.begin() as conn:
+        size = conn.scalar(select(func.sum(send_batches.c.size)).where(*doubtful))
+        conn.execute(
+            update(send_batches).where(*doubtful).values(state="pending", updated_at=now())
+        )
+    return int(size or 0)
+
+
+def claimed_with(store: Store, send_id: int, token: str) -> Batch | None:
+    """The batch a claim with this token took, if its commit went through after all."""
+    with store.begin() as conn:
+        row = conn.execute(
+            select(
+                send_batches.c.number,
+                send_batches.c.recipients,
+                send_batches.c.attempts,
+                send_batches.c.sections,
+            ).where(
+                send_batches.c.send_id == send_id,
+                send_batches.c.claim == token,
+                send_batches.c.state == "sending",
+            )
+        ).first()
+    if row is None:
+        return None
+    return Batch(
+        send_id=send_id,
+        number=row.number,
+        recipients=list(map(Recipient._make, json.loads(row.recipients))),
+        state="sending",
+        attempts=row.attempts,
+        sections=row.sections,
+    )
