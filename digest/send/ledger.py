@@ -53,13 +53,13 @@ from digest.models import Batch, Recipient
 from digest.send.base import Backend, BatchRejected, Letter, SendStopped, TransientError
 from digest.send.doubt import resolve
 from digest.send.durable import DatabaseUnavailable, Durable
+from digest.send.journal import journal_for
 
 # Re-exported: jobs, the CLI, the scheduler and the web import them from here.
 from digest.send.reports import ACTIVE_STATES as ACTIVE_STATES
 from digest.send.reports import SendReport as SendReport
 from digest.send.reports import incomplete_note as incomplete_note
 from digest.send.reports import report as report
-from digest.send.journal import journal_for
 from digest.send.reports import settle
 from digest.store import Store, now
 from digest.store_events import claimed_with, requeue_in_doubt
