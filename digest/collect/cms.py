@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from digest.collect.feeds import entry_link, fetch, plain_text, split_credit
+from digest.collect.feeds import entry_link, plain_text, split_credit
+from digest.collect.fetch import Fetcher, fetch
 from digest.collect.urls import canonical_url, safe_image_url
 from digest.errors import InputError
 from digest.models import Story
@@ -35,9 +36,10 @@ ACCEPTED = (
 JSON_FEED_VERSION = "https://jsonfeed.org/version/"
 
 
-def read_cms(source: str, zone: tzinfo = UTC) -> list[Story]:
-    """`zone` is the newsroom's: a time without an offset is read as its local time."""
-    data, base = fetch(source)
+def read_cms(source: str, zone: tzinfo = UTC, fetcher: Fetcher | None = None) -> list[Story]:
+    """`zone` is the newsroom's: a time without an offset is read as its local time.
+    `fetcher` is the collect's (its limits and HTTP client)."""
+    data, base = fetch(source, fetcher)
     return parse_cms(data, source, base, zone)
 
 

@@ -7,20 +7,18 @@ import html
 import logging
 import re
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import feedparser
-import httpx
 
+from digest.collect.fetch import Fetcher, fetch
 from digest.collect.urls import canonical_url, is_safe_link, safe_image_url
 from digest.errors import InputError
 from digest.models import Story
 
 log = logging.getLogger("digest.collect")
 
-USER_AGENT = "digest/0.1 (+https://github.com/; daily newsletter collector)"
 _TAG = re.compile(r"<[^>]+>")
 # A script or style element's body is code, not words: it goes with its tags.
 _HIDDEN = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
@@ -52,25 +50,6 @@ def entry_link(where: str, link: str, base: str) -> str:
         log.warning("%s: link %r is not http(s); skipped", where, absolute[:80])
         return ""
     return absolute
-
-
-def fetch(source: str, timeout: float = 20.0) -> tuple[bytes, str]:
-    """The raw bytes of a feed or export, and the base URL relative links resolve against."""
-    if urlsplit(source).scheme in ("http", "https"):
-        try:
-            response = httpx.get(
-                source, timeout=timeout, follow_redirects=True, headers={"User-Agent": USER_AGENT}
-            )
-        except httpx.HTTPError as exc:
-            raise InputError(f"{source}: could not fetch ({exc}); check the URL") from None
-        if response.status_code >= 400:
-            raise InputError(f"{source}: HTTP {response.status_code}; check the URL")
-        return response.content, str(response.url)
-    path = Path(source.removeprefix("file://"))
-    try:
-        return path.read_bytes(), path.resolve().as_uri()
-    except OSError as exc:
-        raise InputError(f"{source}: cannot read ({exc.strerror}); check the path") from None
 
 
 def _published(entry: Any) -> datetime | None:
@@ -169,6 +148,7 @@ def parse_feed(data: bytes, source: str, base: str) -> list[Story]:
     return stories
 
 
-def read_feed(source: str) -> list[Story]:
-    data, base = fetch(source)
+def read_feed(source: str, fetcher: Fetcher | None = None) -> list[Story]:
+    """The feed's stories; `fetcher` is the collect's (its limits and HTTP client)."""
+    data, base = fetch(source, fetcher)
     return parse_feed(data, source, base)

@@ -16,7 +16,7 @@ import logging
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from digest.collect.feeds import fetch
+from digest.collect.fetch import Fetcher, fetch
 from digest.collect.urls import canonical_url
 from digest.errors import InputError
 from digest.models import PageViews
@@ -43,9 +43,12 @@ def _day(value: str) -> date:
     return date.fromisoformat(value[:10])
 
 
-def read_pageviews(source: str, zone: ZoneInfo, today: date | None = None) -> list[PageViews]:
-    """Rows of (canonical URL, local day, views). Bad rows are reported by line and skipped."""
-    data, base = fetch(source)
+def read_pageviews(
+    source: str, zone: ZoneInfo, today: date | None = None, fetcher: Fetcher | None = None
+) -> list[PageViews]:
+    """Rows of (canonical URL, local day, views). Bad rows are reported by line and skipped.
+    `fetcher` is the collect's (its limits and HTTP client)."""
+    data, base = fetch(source, fetcher)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
