@@ -1,5 +1,5 @@
 """collect against hostile sources (issue 8, case 5): every fetch bounded in size and
-time.
+time, and every stored field capped, in one place for every kind of source.
 
 (The date rule and the page-view CSV that is not one, case 7, are tested beside their
 collectors, in test_collect.py, test_collect_cms.py and test_collect_pages.py.)
@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import os
 import resource
 import subprocess
@@ -22,15 +23,20 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from conftest import SAMPLE
 
+from digest import config
+from digest.collect import collect_all
 from digest.errors import InputError
+from digest.models import Story
+from digest.store import Store
 
 MB = 1_000_000
 SAMPLE_FEED = SAMPLE / "feed.xml"
@@ -214,6 +220,24 @@ def digest(newsroom: Path, *args: str, timeout: float = 90, memory: int = 0) -> 
     )
 
 
+def stored(newsroom: Path) -> dict[str, Story]:
+    """Every story the newsroom's store holds, by title."""
+    store = Store.open(f"sqlite:///{newsroom / 'var' / 'digest.db'}")
+    try:
+        everything = store.stories_between(
+            datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+        )
+    finally:
+        store.close()
+    return {story.title: story for story in everything}
+
+
+def words(characters: int, stem: str = "word") -> str:
+    """Plain words, a space between each, `characters` long or a little over."""
+    count = characters // (len(stem) + 6) + 1
+    return " ".join(f"{stem}{n:05d}" for n in range(count))
+
+
 def rss(*items: str) -> str:
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0" '
@@ -227,6 +251,14 @@ def rss(*items: str) -> str:
 def item(title: str, link: str, date: str | None = WINDOW_DATE, extra: str = "") -> str:
     dated = f"<pubDate>{date}</pubDate>" if date is not None else ""
     return f"<item><title>{title}</title><link>{link}</link>{dated}{extra}</item>"
+
+
+def load(newsroom: Path) -> config.Settings:
+    return config.load(newsroom / "digest.toml", env={"DIGEST_SECRET_KEY": "test"})
+
+
+def messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == level]
 
 
 # -- case 5: a response over the size cap -----------------------------------------------
@@ -341,3 +373,198 @@ def test_once_the_collect_deadline_has_passed_each_source_left_is_one_line(
     assert ran.returncode == 1
     assert "0 new stories" in ran.stdout and "5 sources could not be read" in ran.stdout
     assert ran.seconds < 20
+
+
+# -- case 5: stored fields capped, in one place, for every kind of source -----------------
+
+LONG = {
+    "title": words(5_000, "title"),
+    "dek": words(2 * MB, "dek"),
+    "byline": words(1_000, "name"),
+    "section": words(1_000, "section"),
+    "caption": words(5_000, "caption"),
+    "credit": words(1_000, "credit"),
+}
+
+
+def _long_feed(folder: Path) -> str:
+    path = folder / "long.xml"
+    picture = (
+        '<media:content url="https://news.example.org/a.jpg" medium="image">'
+        f"<media:description>{LONG['caption']}</media:description>"
+        f"<media:credit>{LONG['credit']}</media:credit></media:content>"
+    )
+    extra = (
+        f"<description>{LONG['dek']}</description><dc:creator>{LONG['byline']}</dc:creator>"
+        f"<category>{LONG['section']}</category>{picture}"
+    )
+    path.write_text(rss(item(LONG["title"], "https://news.example.org/long/", extra=extra)))
+    return str(path)
+
+
+def _long_cms(folder: Path) -> str:
+    path = folder / "long.json"
+    feed = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": "Test",
+        "items": [
+            {
+                "id": "1",
+                "url": "https://news.example.org/long/",
+                "title": LONG["title"],
+                "summary": LONG["dek"],
+                "authors": [{"name": LONG["byline"]}],
+                "tags": [LONG["section"]],
+                "image": "https://news.example.org/a.jpg",
+                "date_published": "2025-12-04T20:00:00-09:00",
+            }
+        ],
+    }
+    path.write_text(json.dumps(feed))
+    return str(path)
+
+
+def _long_page(folder: Path) -> str:
+    path = folder / "long.html"
+    article = {
+        "@context": "https://schema.org",
+        "@type": "NewsArticle",
+        "headline": LONG["title"],
+        "description": LONG["dek"],
+        "author": {"@type": "Person", "name": LONG["byline"]},
+        "articleSection": LONG["section"],
+        "datePublished": "2025-12-04T20:00:00-09:00",
+        "image": {
+            "@type": "ImageObject",
+            "url": "https://news.example.org/a.jpg",
+            "caption": LONG["caption"],
+            "creditText": LONG["credit"],
+        },
+    }
+    path.write_text(
+        '<!DOCTYPE html><html><head><link rel="canonical" href="https://news.example.org/long/">'
+        f'<script type="application/ld+json">{json.dumps(article)}</script></head>'
+        "<body><p>The story.</p></body></html>"
+    )
+    return str(path)
+
+
+def _is_cut(value: str, original: str, limit: int) -> bool:
+    """Within `limit`, ends in "…", and what is kept ends where a word of `original` does."""
+    kept = value.removesuffix("…")
+    return (
+        len(value) <= limit
+        and value.endswith("…")
+        and original.startswith(kept)
+        and original[len(kept)] == " "
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "write"), [("feeds", _long_feed), ("cms", _long_cms), ("pages", _long_page)]
+)
+def test_every_stored_field_is_cut_at_a_word_to_its_cap_whatever_the_source(
+    newsroom: Path, store: Store, tmp_path: Path, kind: str, write: Callable[[Path], str]
+) -> None:
+    set_up(newsroom)
+    settings = load(newsroom)
+    kinds: dict[str, list[str]] = {"feeds": [], "cms": [], "pages": [], "pageviews": []}
+    kinds[kind] = [write(tmp_path)]
+    result = collect_all(settings, store, **kinds)
+    assert (result.new, result.failed_sources) == (1, [])
+    (story,) = store.stories_between(
+        datetime(2025, 12, 1, tzinfo=UTC), datetime(2025, 12, 9, tzinfo=UTC)
+    )
+    assert _is_cut(story.title, LONG["title"], 300), story.title
+    assert _is_cut(story.dek, LONG["dek"], 1_000)
+    assert _is_cut(story.byline, LONG["byline"], 200)
+    assert _is_cut(story.section, LONG["section"], 200)  # the width of its column
+    assert story.image_url == "https://news.example.org/a.jpg"
+    if kind != "cms":  # a JSON Feed item has no caption or credit
+        assert _is_cut(story.image_caption, LONG["caption"], 500)
+        assert _is_cut(story.image_credit, LONG["credit"], 200)
+
+
+def test_a_story_url_over_the_cap_is_skipped_and_a_picture_url_drops_the_picture(
+    newsroom: Path, store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    long_path = "https://news.example.org/" + "a" * 2_100
+    feed = tmp_path / "urls.xml"
+    picture = f'<media:content url="{long_path}.jpg" medium="image"/>'
+    feed.write_text(
+        rss(
+            item("Long link", long_path),
+            item("Long picture", "https://news.example.org/picture/", extra=picture),
+        )
+    )
+    set_up(newsroom)
+    result = collect_all(load(newsroom), store, feeds=[str(feed)], pageviews=[])
+    assert result.new == 1
+    (story,) = store.stories_between(
+        datetime(2025, 12, 1, tzinfo=UTC), datetime(2025, 12, 9, tzinfo=UTC)
+    )
+    assert (story.title, story.image_url) == ("Long picture", "")
+    # [limits] url_max_chars is 2,048; the store's URL column holds 2,000 (pictures' any).
+    assert messages(caplog, logging.WARNING) == [
+        f"{feed}: story 'Long link': its URL is over 2,000 characters (the store's URL "
+        "column; [limits] url_max_chars cannot raise it); skipped (a cut URL is a broken link)",
+        f"{feed}: story 'Long picture': its picture's URL is over 2,048 characters "
+        "([limits] url_max_chars); kept without the picture",
+    ]
+
+
+def test_a_page_view_url_over_the_cap_is_left_out_with_one_line(
+    newsroom: Path, store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    views = tmp_path / "views.csv"
+    views.write_text(
+        "date,url,pageviews\n"
+        "2025-12-04,https://news.example.org/a/,10\n"
+        f"2025-12-04,https://news.example.org/{'b' * 2_100}/,20\n"
+    )
+    set_up(newsroom, "url_max_chars = 1_000")
+    result = collect_all(load(newsroom), store, feeds=[], pageviews=[str(views)])
+    assert (result.pageview_rows, result.failed_sources) == (1, [])
+    assert messages(caplog, logging.WARNING) == [
+        f"{views}: 1 rows with a URL over 1,000 characters ([limits] url_max_chars); skipped"
+    ]
+
+
+def test_a_50_mb_description_is_refused_and_a_5_mb_one_stored_cut_so_the_edition_renders(
+    newsroom: Path, tmp_path: Path
+) -> None:
+    huge = tmp_path / "huge.xml"
+    head, tail = rss("@@").split("@@")
+    with huge.open("w") as out:
+        out.write(head + item("Fifty megabytes", "https://news.example.org/50/", extra="@@"))
+        out.seek(out.tell() - len("@@</item>"))
+        out.write("<description>")
+        for _ in range(50):
+            out.write("y " * (MB // 2))
+        out.write("</description></item>" + tail)
+    big = tmp_path / "big.xml"
+    five = words(5 * MB, "five")
+    big.write_text(
+        rss(
+            item(
+                "Five megabytes",
+                "https://news.example.org/5/",
+                extra=f"<description>{five}</description>",
+            ),
+            item("An ordinary story", "https://news.example.org/ordinary/"),
+        )
+    )
+    set_up(newsroom, feeds=[str(huge), str(big)])
+    ran = digest(newsroom, "collect", timeout=120, memory=2 * ADDRESS_SPACE)
+    assert ran.errors == [
+        f"error: {huge}: file is over 20 MB ([limits] fetch_max_bytes); skipped"
+    ], ran.stderr
+    story = stored(newsroom)["Five megabytes"]
+    assert _is_cut(story.dek, five, 1_000)
+
+    drafted = digest(newsroom, "draft", "--date", "2025-12-05", timeout=120)
+    assert drafted.returncode == 0, drafted.stderr
+    rendered = digest(newsroom, "render", "2025-12-05", "--out", "out", timeout=120)
+    assert rendered.returncode == 0, rendered.stderr
+    html = (newsroom / "out" / "2025-12-05.html").read_text(encoding="utf-8")
+    assert "Five megabytes" in html and story.dek.removesuffix("…").split()[-1] in html

@@ -6,6 +6,7 @@ server logs); `collect_all` runs the ones digest.toml names. What they share:
 
 - one fetch (fetch.py), with the size cap and the deadlines of `[limits]`, and one
   HTTP client for the whole collect;
+- one place where stories and page views are capped before they are saved (caps.py);
 - once `[limits] collect_deadline` has passed, each source not yet started is one
   line and the collect ends with what it has.
 """
@@ -51,6 +52,7 @@ def collect_all(
     # The readers load feedparser, httpx and the rest: only a collect needs them, and
     # every `digest` command imports this package (for digest.collect.urls, say).
     from digest.collect.accesslogs import read_access_logs
+    from digest.collect.caps import capped_stories, capped_views
     from digest.collect.cms import read_cms
     from digest.collect.feeds import read_feed
     from digest.collect.fetch import Fetcher
@@ -69,12 +71,12 @@ def collect_all(
     with Fetcher(limits) as fetcher:
 
         def keep(stories: list[Story]) -> None:
-            new, updated = store.upsert_stories(stories)
+            new, updated = store.upsert_stories(capped_stories(stories, limits))
             result.new += new
             result.updated += updated
 
         def keep_views(rows: list[PageViews]) -> None:
-            result.pageview_rows += store.upsert_pageviews(rows)
+            result.pageview_rows += store.upsert_pageviews(capped_views(rows, limits))
 
         def gather(
             source: str, read: Callable[[], list[Any]], save: Callable[[list[Any]], None]
