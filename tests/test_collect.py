@@ -94,7 +94,8 @@ def test_entry_without_link_or_with_javascript_link_is_skipped_with_a_line(
     feed = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>
     <item><title>No link here</title><pubDate>Thu, 04 Dec 2025 10:00:00 -0900</pubDate></item>
     <item><title>Evil</title><link>javascript:alert(1)</link></item>
-    <item><title>Fine &lt;script&gt;alert(1)&lt;/script&gt;</title><link>https://x.example.org/ok</link></item>
+    <item><title>Fine &lt;script&gt;alert(1)&lt;/script&gt;</title><link>https://x.example.org/ok</link>
+    <pubDate>Thu, 04 Dec 2025 10:00:00 -0900</pubDate></item>
     </channel></rss>"""
     stories = parse_feed(feed, "test.xml", "file:///tmp/test.xml")
     assert [s.url for s in stories] == ["https://x.example.org/ok"]
@@ -179,3 +180,34 @@ def test_stories_store_times_in_utc(settings: Settings, store: Store) -> None:
     )
     assert len(window) == 10
     assert all(s.published_at.tzinfo == UTC for s in window)
+
+
+# The date rule's one line, the same for feeds, CMS posts and pages (issue 8, case 7).
+NO_DATE = "no valid publish date; skipped (a story without a date has no day's edition)"
+
+
+def test_an_entry_without_a_valid_date_is_skipped_never_dated_now(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    feed = tmp_path / "dates.xml"
+    feed.write_text(
+        """<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>
+        <item><title>No date</title><link>https://x.example.org/none</link></item>
+        <item><title>Bad date</title><link>https://x.example.org/bad</link>
+        <pubDate>the day before yesterday</pubDate></item>
+        <item><title>Dated</title><link>https://x.example.org/dated</link>
+        <pubDate>Thu, 04 Dec 2025 10:00:00 -0900</pubDate></item>
+        </channel></rss>""",
+        encoding="utf-8",
+    )
+    assert [story.title for story in read_feed(str(feed))] == ["Dated"]
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"{feed}: entry 1 ('No date'): {NO_DATE}",
+        f"{feed}: entry 2 ('Bad date'): {NO_DATE}",
+    ]
+
+
+def test_a_date_with_its_day_and_month_named_in_portuguese_is_read() -> None:
+    # UOL (Brazil): "Seg, 24 Set 2018 19:42:40 -0300", Monday 24 September.
+    uol = read_feed(str(DATA / "uolNoticias.rss"))
+    assert uol[0].published_at == datetime(2018, 9, 24, 22, 42, 40, tzinfo=UTC)

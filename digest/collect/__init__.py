@@ -7,6 +7,12 @@ server logs); `collect_all` runs the ones digest.toml names. What they share:
 - one fetch (fetch.py), with the size cap and the deadlines of `[limits]`, and one
   HTTP client for the whole collect;
 - one place where stories and page views are capped before they are saved (caps.py);
+- one date rule: a story needs a publication date the source gives (a feed entry's
+  published, updated or created date; a post's `date_gmt` or `date`, an item's
+  `date_published`; a page's JSON-LD, `<meta>` or `<time>`). An entry with none, or
+  with one that cannot be read as a date, is skipped with one line
+  (`feeds.NO_DATE`): a story without a date has no day's edition, and dating it
+  "now" would put an old story at the top of today's.
 - once `[limits] collect_deadline` has passed, each source not yet started is one
   line and the collect ends with what it has.
 """

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
-from digest.collect.feeds import plain_text, split_credit
+from digest.collect.feeds import plain_text, split_credit, undated
 from digest.collect.fetch import Fetcher, fetch
 from digest.collect.urls import canonical_url, is_safe_link, safe_image_url
 from digest.errors import InputError
@@ -217,12 +217,9 @@ def parse_page(
         log.warning("%s: the page gives only the day it was published; placed at noon", where)
         published = _local(datetime.combine(date.fromisoformat(meta.date), _DAY_ONLY_AT), zone)
     if published is None:
-        log.warning(
-            "%s: no publication date (JSON-LD datePublished, article:published_time "
-            "or a date on the page); skipped, since a story without one cannot be "
-            "placed in a day's edition",
-            where,
-        )
+        # Looked for: JSON-LD datePublished, the <meta> names in _DATE_META, <time
+        # pubdate>, then trafilatura's day.
+        undated(where)
         return None
     link = _story_link(meta.url or _declared_url(tree), base)
     if not link:
