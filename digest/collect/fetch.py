@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import os
+import ssl
 import stat
 import time
 import zlib
@@ -226,6 +227,8 @@ class Fetcher:
         left = self._source_time_left()
         if left <= 0:
             raise httpcore.ReadTimeout("the source deadline passed")
+        if math.isinf(left):  # no source being read: the pool closing a connection
+            return timeout
         return left if timeout is None else min(timeout, left)
 
     # -- messages -------------------------------------------------------------------------
@@ -324,11 +327,11 @@ class _BoundedStream(httpcore.NetworkStream):
 
     def start_tls(
         self,
-        ssl_context: object,
+        ssl_context: ssl.SSLContext,
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.NetworkStream:
-        tls = self._stream.start_tls(ssl_context, server_hostname, self._bound(timeout))  # type: ignore[arg-type]
+        tls = self._stream.start_tls(ssl_context, server_hostname, self._bound(timeout))
         return _BoundedStream(tls, self._bound)
 
     def get_extra_info(self, info: str) -> object:
@@ -385,6 +388,7 @@ class _DeadlineTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
+        assert isinstance(request.stream, httpx.SyncByteStream)  # a sync Client's request
         response = self._pool.handle_request(
             httpcore.Request(
                 method=request.method,
@@ -392,7 +396,7 @@ class _DeadlineTransport(httpx.BaseTransport):
                     scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
                 ),
                 headers=request.headers.raw,
-                content=request.stream,  # type: ignore[arg-type]
+                content=request.stream,
                 extensions=request.extensions,
             )
         )
