@@ -93,10 +93,10 @@ def size_text(size: int) -> str:
 class Fetcher:
     """One collect's reader of sources: its limits, its clock and its HTTP client."""
 
-    def __init__(self, limits: Limits | None = None, *, started: float | None = None) -> None:
+    def __init__(self, limits: Limits | None = None) -> None:
+        """The collect's clock starts now: `collect_deadline` counts from here."""
         self.limits = limits or Limits()
-        begun = time.monotonic() if started is None else started
-        self._collect_ends = begun + self.limits.collect_deadline
+        self._collect_ends = time.monotonic() + self.limits.collect_deadline
         self._source_ends = math.inf  # while an http(s) source is read
         self._client: httpx.Client | None = None
 
