@@ -94,7 +94,8 @@ def test_entry_without_link_or_with_javascript_link_is_skipped_with_a_line(
     feed = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>
     <item><title>No link here</title><pubDate>Thu, 04 Dec 2025 10:00:00 -0900</pubDate></item>
     <item><title>Evil</title><link>javascript:alert(1)</link></item>
-    <item><title>Fine &lt;script&gt;alert(1)&lt;/script&gt;</title><link>https://x.example.org/ok</link></item>
+    <item><title>Fine &lt;script&gt;alert(1)&lt;/script&gt;</title><link>https://x.example.org/ok</link>
+    <pubDate>Thu, 04 Dec 2025 10:00:00 -0900</pubDate></item>
     </channel></rss>"""
     stories = parse_feed(feed, "test.xml", "file:///tmp/test.xml")
     assert [s.url for s in stories] == ["https://x.example.org/ok"]
@@ -168,7 +169,7 @@ def test_pageviews_without_url_column_names_the_file_and_line(tmp_path: Path) ->
 
     csv = tmp_path / "ga.csv"
     csv.write_text("when,count\n2025-12-04,3\n", encoding="utf-8")
-    with pytest.raises(InputError, match=r"ga.csv: line 1: need a url column"):
+    with pytest.raises(InputError, match=r"ga.csv: line 1 names no url column or no views"):
         read_pageviews(str(csv), ZoneInfo("UTC"))
 
 
@@ -179,3 +180,60 @@ def test_stories_store_times_in_utc(settings: Settings, store: Store) -> None:
     )
     assert len(window) == 10
     assert all(s.published_at.tzinfo == UTC for s in window)
+
+
+# The date rule's one line, the same for feeds, CMS posts and pages (issue 8, case 7).
+NO_DATE = "no valid publish date; skipped (a story without a date has no day's edition)"
+
+
+def test_an_entry_without_a_valid_date_is_skipped_never_dated_now(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    feed = tmp_path / "dates.xml"
+    feed.write_text(
+        """<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>
+        <item><title>No date</title><link>https://x.example.org/none</link></item>
+        <item><title>Bad date</title><link>https://x.example.org/bad</link>
+        <pubDate>the day before yesterday</pubDate></item>
+        <item><title>Dated</title><link>https://x.example.org/dated</link>
+        <pubDate>Thu, 04 Dec 2025 10:00:00 -0900</pubDate></item>
+        </channel></rss>""",
+        encoding="utf-8",
+    )
+    assert [story.title for story in read_feed(str(feed))] == ["Dated"]
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"{feed}: entry 1 ('No date'): {NO_DATE}",
+        f"{feed}: entry 2 ('Bad date'): {NO_DATE}",
+    ]
+
+
+def test_a_date_with_its_day_and_month_named_in_portuguese_is_read() -> None:
+    # UOL (Brazil): "Seg, 24 Set 2018 19:42:40 -0300", Monday 24 September.
+    uol = read_feed(str(DATA / "uolNoticias.rss"))
+    assert uol[0].published_at == datetime(2018, 9, 24, 22, 42, 40, tzinfo=UTC)
+
+
+# A page-view CSV source pointed at the wrong file: what it holds is someone's content.
+NOT_CSV = {
+    "passwd": b"root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n",
+    "html": b"<!DOCTYPE html>\n<html><head><title>Reader list</title></head>"
+    b"<body>olivia@example.org</body></html>\n",
+    "binary": b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4,
+    "one huge field": b'"' + b"s" * 200_000 + b'"\n',
+}
+
+
+@pytest.mark.parametrize("kind", list(NOT_CSV))
+def test_a_file_that_is_not_a_page_view_csv_is_one_line_that_never_echoes_it(
+    settings: Settings, store: Store, tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    views = tmp_path / "views.csv"
+    views.write_bytes(NOT_CSV[kind])
+    result = collect_all(settings, store, feeds=[], pageviews=[str(views)])
+    assert result.failed_sources == [str(views)]
+    (error,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    said = error.removeprefix(f"{views}: ")
+    assert "expected a CSV whose first line names a url column (url, page," in said
+    assert "and a views column (pageviews, views," in said
+    for secret in ("root", "bash", "DOCTYPE", "Reader", "olivia", "PNG", "sss"):
+        assert secret not in said, said

@@ -117,7 +117,10 @@ def test_json_feed_gives_every_field_and_skips_what_cannot_be_a_story(
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2
     assert "entry 3 ('A story whose link is a script'): link" in warnings[0]
-    assert "entry 4 ('A story without a date'): no date_published; skipped" in warnings[1]
+    assert warnings[1] == (
+        f"{JSON_FEED}: entry 4 ('A story without a date'): no valid publish date; skipped "
+        "(a story without a date has no day's edition)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -229,3 +232,44 @@ def test_real_truncated_json_feed_and_rss_in_json_are_one_clear_error() -> None:
         read_cms(str(FEEDS / "allthis-partial.json"))
     with pytest.raises(InputError, match=r"ScriptingNews\.json: not a format digest reads"):
         read_cms(str(FEEDS / "ScriptingNews.json"))
+
+
+def test_a_post_or_item_without_a_valid_date_is_skipped_with_the_feeds_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def post(title: str, **dates: str) -> dict[str, object]:
+        link = f"https://news.example.org/{len(title)}/"
+        return {"link": link, "title": {"rendered": title}, **dates}
+
+    wordpress = tmp_path / "posts.json"
+    wordpress.write_text(
+        json.dumps(
+            [
+                post("No date at all"),
+                post("Not a date", date_gmt="sometime", date="soon"),
+                post("Dated", date_gmt="2025-12-05T05:00:00"),
+            ]
+        )
+    )
+    json_feed = tmp_path / "feed.json"
+    json_feed.write_text(
+        json.dumps(
+            {
+                "version": "https://jsonfeed.org/version/1.1",
+                "items": [
+                    {"url": "https://news.example.org/x/", "title": "Month 13",
+                     "date_published": "2025-13-45T10:00:00Z"},
+                    {"url": "https://news.example.org/y/", "title": "Dated",
+                     "date_published": "2025-12-04T10:00:00Z"},
+                ],
+            }
+        )
+    )  # fmt: skip
+    assert [s.title for s in read_cms(str(wordpress))] == ["Dated"]
+    assert [s.title for s in read_cms(str(json_feed))] == ["Dated"]
+    no_date = "no valid publish date; skipped (a story without a date has no day's edition)"
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"{wordpress}: entry 1 ('No date at all'): {no_date}",
+        f"{wordpress}: entry 2 ('Not a date'): {no_date}",
+        f"{json_feed}: entry 1 ('Month 13'): {no_date}",
+    ]

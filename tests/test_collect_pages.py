@@ -116,11 +116,30 @@ def test_a_page_without_date_title_or_address_is_skipped_with_a_line(
     assert harvest.stories == [] and harvest.failed == []
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 3
-    assert warnings[0].startswith(f"{no_date} ('About the newsroom'): no publication date")
-    assert "cannot be placed in a day's edition" in warnings[0]
+    assert warnings[0] == (
+        f"{no_date} ('About the newsroom'): no valid publish date; skipped "
+        "(a story without a date has no day's edition)"
+    )
     assert warnings[1].startswith(f"{untitled}: no title")
     # A saved copy with no canonical link has no address to send readers to.
     assert warnings[2].startswith(f"{local_copy} ('Harbor seals return to the channel'): no http")
+
+
+def test_a_page_whose_date_is_not_a_date_is_skipped_with_the_feeds_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    page = tmp_path / "undated.html"
+    page.write_text(
+        "<!DOCTYPE html><html><head><title>An undated story</title>"
+        '<link rel="canonical" href="https://news.example.org/undated/">'
+        '<meta property="article:published_time" content="not a date"></head>'
+        "<body><p>Words without a day.</p></body></html>"
+    )
+    assert read_page(str(page)) is None
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"{page} ('An undated story'): no valid publish date; skipped "
+        "(a story without a date has no day's edition)"
+    ]
 
 
 def test_a_page_that_gives_only_its_day_is_placed_at_local_noon(

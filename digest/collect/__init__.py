@@ -2,7 +2,19 @@
 
 Each source kind has its own module (feeds.py: RSS/Atom, cms.py: WordPress REST or
 JSON Feed, pages.py: article pages, pageviews.py: analytics CSV, accesslogs.py: web
-server logs); `collect_all` runs the ones digest.toml names.
+server logs); `collect_all` runs the ones digest.toml names. What they share:
+
+- one fetch (fetch.py), with the size cap and the deadlines of `[limits]`, and one
+  HTTP client for the whole collect;
+- one place where stories and page views are capped before they are saved (caps.py);
+- one date rule: a story needs a publication date the source gives (a feed entry's
+  published, updated or created date; a post's `date_gmt` or `date`, an item's
+  `date_published`; a page's JSON-LD, `<meta>` or `<time>`). An entry with none, or
+  with one that cannot be read as a date, is skipped with one line
+  (`feeds.NO_DATE`): a story without a date has no day's edition, and dating it
+  "now" would put an old story at the top of today's.
+- once `[limits] collect_deadline` has passed, each source not yet started is one
+  line and the collect ends with what it has.
 """
 
 from __future__ import annotations
@@ -46,8 +58,10 @@ def collect_all(
     # The readers load feedparser, httpx and the rest: only a collect needs them, and
     # every `digest` command imports this package (for digest.collect.urls, say).
     from digest.collect.accesslogs import read_access_logs
+    from digest.collect.caps import capped_stories, capped_views
     from digest.collect.cms import read_cms
     from digest.collect.feeds import read_feed
+    from digest.collect.fetch import Fetcher
     from digest.collect.pages import read_pages
     from digest.collect.pageviews import read_pageviews
 
@@ -58,41 +72,45 @@ def collect_all(
     cms = list(sources.cms) if cms is None else cms
     access_logs = list(sources.access_logs) if access_logs is None else access_logs
     zone = settings.newsroom.zone
+    limits = settings.limits
     result = CollectResult()
+    with Fetcher(limits) as fetcher:
 
-    def keep(stories: list[Story]) -> None:
-        new, updated = store.upsert_stories(stories)
-        result.new += new
-        result.updated += updated
+        def keep(stories: list[Story]) -> None:
+            new, updated = store.upsert_stories(capped_stories(stories, limits))
+            result.new += new
+            result.updated += updated
 
-    def keep_views(rows: list[PageViews]) -> None:
-        result.pageview_rows += store.upsert_pageviews(rows)
+        def keep_views(rows: list[PageViews]) -> None:
+            result.pageview_rows += store.upsert_pageviews(capped_views(rows, limits))
 
-    def gather(
-        source: str, read: Callable[[], list[Any]], save: Callable[[list[Any]], None]
-    ) -> None:
-        """One source read and saved; one that cannot be read is one error line."""
-        try:
-            found = read()
-        except InputError as exc:
-            log.error("%s", exc)
-            result.failed_sources.append(source)
-            return
-        save(found)
+        def gather(
+            source: str, read: Callable[[], list[Any]], save: Callable[[list[Any]], None]
+        ) -> None:
+            """One source read and saved; one that cannot be read is one error line."""
+            try:
+                fetcher.check_collect_deadline(source)
+                found = read()
+            except InputError as exc:
+                log.error("%s", exc)
+                result.failed_sources.append(source)
+                return
+            save(found)
 
-    website = settings.newsroom.website
-    for source in feeds:
-        gather(source, partial(read_feed, source), keep)
-    for source in cms:
-        gather(source, partial(read_cms, source, zone), keep)
-    if pages:
-        # One list, read together: its order is the newsroom's order of importance.
-        harvest = read_pages(pages, zone)
-        result.failed_sources += harvest.failed
-        keep(harvest.stories)
-    for source in pageviews:
-        gather(source, partial(read_pageviews, source, zone), keep_views)
-    for source in access_logs:
-        read = partial(read_access_logs, source, website, zone)
-        gather(source, lambda read=read: read().rows, keep_views)
+        website = settings.newsroom.website
+        for source in feeds:
+            gather(source, partial(read_feed, source, fetcher=fetcher), keep)
+        for source in cms:
+            gather(source, partial(read_cms, source, zone, fetcher=fetcher), keep)
+        if pages:
+            # One list, read together: its order is the newsroom's order of importance.
+            # Each page's fetch checks the collect deadline, so one left is one line.
+            harvest = read_pages(pages, zone, fetcher=fetcher)
+            result.failed_sources += harvest.failed
+            keep(harvest.stories)
+        for source in pageviews:
+            gather(source, partial(read_pageviews, source, zone, fetcher=fetcher), keep_views)
+        for source in access_logs:
+            read = partial(read_access_logs, source, website, zone)
+            gather(source, lambda read=read: read().rows, keep_views)
     return result

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from digest.collect.feeds import entry_link, fetch, plain_text, split_credit
+from digest.collect.feeds import entry_link, plain_text, split_credit, undated
+from digest.collect.fetch import Fetcher, fetch
 from digest.collect.urls import canonical_url, safe_image_url
 from digest.errors import InputError
 from digest.models import Story
@@ -35,9 +36,10 @@ ACCEPTED = (
 JSON_FEED_VERSION = "https://jsonfeed.org/version/"
 
 
-def read_cms(source: str, zone: tzinfo = UTC) -> list[Story]:
-    """`zone` is the newsroom's: a time without an offset is read as its local time."""
-    data, base = fetch(source)
+def read_cms(source: str, zone: tzinfo = UTC, fetcher: Fetcher | None = None) -> list[Story]:
+    """`zone` is the newsroom's: a time without an offset is read as its local time.
+    `fetcher` is the collect's (its limits and HTTP client)."""
+    data, base = fetch(source, fetcher)
     return parse_cms(data, source, base, zone)
 
 
@@ -52,7 +54,7 @@ def parse_cms(data: bytes, source: str, base: str, zone: tzinfo = UTC) -> list[S
         raise InputError(f"{source}: not JSON ({exc}); {ACCEPTED}") from None
     if _is_wordpress(document):
         entries: list[_Entry | None] = [_wordpress_post(post, zone) for post in document]
-        return _stories(entries, source, base, "date_gmt or date")
+        return _stories(entries, source, base)
     if isinstance(document, dict) and str(document.get("version", "")).startswith(
         JSON_FEED_VERSION
     ):
@@ -60,7 +62,7 @@ def parse_cms(data: bytes, source: str, base: str, zone: tzinfo = UTC) -> list[S
         if not isinstance(items, list):
             raise InputError(f"{source}: JSON Feed without an items list; check the feed")
         entries = [_json_feed_item(i, zone) if isinstance(i, dict) else None for i in items]
-        return _stories(entries, source, base, "date_published")
+        return _stories(entries, source, base)
     if isinstance(document, dict) and {"code", "message"} <= document.keys():
         # What WordPress answers instead of posts: {"code": "rest_no_route", ...}.
         raise InputError(
@@ -93,7 +95,7 @@ class _Entry:
     caption: str = ""
 
 
-def _stories(entries: list[_Entry | None], source: str, base: str, date_field: str) -> list[Story]:
+def _stories(entries: list[_Entry | None], source: str, base: str) -> list[Story]:
     stories: list[Story] = []
     count = len(entries)
     for number, entry in enumerate(entries, start=1):
@@ -109,12 +111,7 @@ def _stories(entries: list[_Entry | None], source: str, base: str, date_field: s
             log.warning("%s: no title; skipped", where)
             continue
         if entry.published is None:
-            log.warning(
-                "%s: no %s; skipped, since a story without a publication date "
-                "cannot be placed in a day's edition",
-                where,
-                date_field,
-            )
+            undated(where)
             continue
         caption, credit = split_credit(entry.caption)
         stories.append(
@@ -142,11 +139,11 @@ def _timestamp(value: Any, zone: tzinfo) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=zone)
-    return moment.astimezone(UTC)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=zone)
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None  # not a date, or one at the edge of time (0001-01-01T00:00+01:00)
 
 
 def _text(value: Any) -> str:

@@ -6,21 +6,22 @@ import calendar
 import html
 import logging
 import re
-from datetime import UTC, datetime
-from pathlib import Path
+import time
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import feedparser
-import httpx
 
+from digest.collect.fetch import Fetcher, fetch
 from digest.collect.urls import canonical_url, is_safe_link, safe_image_url
 from digest.errors import InputError
 from digest.models import Story
 
 log = logging.getLogger("digest.collect")
 
-USER_AGENT = "digest/0.1 (+https://github.com/; daily newsletter collector)"
+#: The date rule, one line for feeds, CMS posts and pages alike (see digest/collect/__init__.py).
+NO_DATE = "no valid publish date; skipped (a story without a date has no day's edition)"
 _TAG = re.compile(r"<[^>]+>")
 # A script or style element's body is code, not words: it goes with its tags.
 _HIDDEN = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
@@ -54,31 +55,80 @@ def entry_link(where: str, link: str, base: str) -> str:
     return absolute
 
 
-def fetch(source: str, timeout: float = 20.0) -> tuple[bytes, str]:
-    """The raw bytes of a feed or export, and the base URL relative links resolve against."""
-    if urlsplit(source).scheme in ("http", "https"):
-        try:
-            response = httpx.get(
-                source, timeout=timeout, follow_redirects=True, headers={"User-Agent": USER_AGENT}
-            )
-        except httpx.HTTPError as exc:
-            raise InputError(f"{source}: could not fetch ({exc}); check the URL") from None
-        if response.status_code >= 400:
-            raise InputError(f"{source}: HTTP {response.status_code}; check the URL")
-        return response.content, str(response.url)
-    path = Path(source.removeprefix("file://"))
+# RFC 822 dates with the day and month named in Portuguese, Spanish, German or Italian,
+# as UOL (Brazil) writes them: "Seg, 24 Set 2018 19:42:40 -0300". RFC 822 names them in
+# English only, and so does feedparser; the date is there all the same. The first
+# three letters tell every month of these languages apart.
+_MONTHS = {
+    **dict.fromkeys(("jan", "ene", "gen"), 1),
+    **dict.fromkeys(("feb", "fev"), 2),
+    **dict.fromkeys(("mar", "mär", "mrz"), 3),
+    **dict.fromkeys(("apr", "abr"), 4),
+    **dict.fromkeys(("may", "mai", "mag"), 5),
+    **dict.fromkeys(("jun", "giu"), 6),
+    **dict.fromkeys(("jul", "lug"), 7),
+    **dict.fromkeys(("aug", "ago"), 8),
+    **dict.fromkeys(("sep", "set"), 9),
+    **dict.fromkeys(("oct", "out", "okt", "ott"), 10),
+    **dict.fromkeys(("nov",), 11),
+    **dict.fromkeys(("dec", "dez", "dic"), 12),
+}
+_ENGLISH_MONTHS = frozenset(
+    ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+)
+_ENGLISH_DAYS = frozenset(["mon", "tue", "wed", "thu", "fri", "sat", "sun"])
+_NAMED_DATE = re.compile(
+    r"\s*(?:(?P<day_name>[^\W\d]+)\.?,?\s+)?(?P<day>\d{1,2})\s+(?P<month>[^\W\d]+)\.?\s+"
+    r"(?P<year>\d{4})\s+(?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2}))?"
+    r"\s*(?P<zone>[+-]\d{4}|GMT|UTC|UT|Z)?\s*"
+)
+
+
+def _rfc822_in_other_languages(value: str) -> time.struct_time | None:
+    """feedparser's date handler for the dates above; English ones are left to feedparser."""
+    match = _NAMED_DATE.fullmatch(value)
+    if not match:
+        return None
+    month_name = match["month"].casefold()[:3]
+    day_name = (match["day_name"] or "mon").casefold()[:3]
+    if month_name in _ENGLISH_MONTHS and day_name in _ENGLISH_DAYS:
+        return None
+    zone = match["zone"] or "+0000"
+    offset = 0 if zone.isalpha() else int(zone[0] + "1") * (int(zone[1:3]) * 60 + int(zone[3:]))
     try:
-        return path.read_bytes(), path.resolve().as_uri()
-    except OSError as exc:
-        raise InputError(f"{source}: cannot read ({exc.strerror}); check the path") from None
+        moment = datetime(
+            int(match["year"]),
+            _MONTHS[month_name],
+            int(match["day"]),
+            int(match["hour"]),
+            int(match["minute"]),
+            int(match["second"] or 0),
+            tzinfo=timezone(timedelta(minutes=offset)),
+        )
+        return moment.astimezone(UTC).timetuple()
+    except (KeyError, ValueError, OverflowError):
+        return None
+
+
+feedparser.registerDateHandler(_rfc822_in_other_languages)
+
+
+def undated(where: str) -> None:
+    """The one line for an entry, post or page skipped for want of a date."""
+    log.warning("%s: %s", where, NO_DATE)
 
 
 def _published(entry: Any) -> datetime | None:
+    """The entry's publication date (else its updated or created date), if it has one
+    feedparser could read (https://feedparser.readthedocs.io/en/latest/date-parsing.html)."""
     for key in ("published_parsed", "updated_parsed", "created_parsed"):
         parsed = dict.get(entry, key)  # plain dict.get: no deprecated key aliasing
         if parsed:
-            # feedparser normalises to UTC struct_time.
-            return datetime.fromtimestamp(calendar.timegm(parsed), tz=UTC)
+            try:
+                # feedparser normalises to UTC struct_time.
+                return datetime.fromtimestamp(calendar.timegm(parsed), tz=UTC)
+            except (OverflowError, OSError, ValueError):
+                continue  # a year the platform cannot hold is no date
     return None
 
 
@@ -131,7 +181,6 @@ def parse_feed(data: bytes, source: str, base: str) -> list[Story]:
             source,
             parsed.bozo_exception,
         )
-    collected_at = datetime.now(UTC)
     stories: list[Story] = []
     count = len(parsed.entries)
     for number, entry in enumerate(parsed.entries, start=1):
@@ -145,8 +194,8 @@ def parse_feed(data: bytes, source: str, base: str) -> list[Story]:
             continue
         published = _published(entry)
         if published is None:
-            log.warning("%s: no publish date; using the time it was collected", where)
-            published = collected_at
+            undated(where)
+            continue
         tags = entry.get("tags") or []
         section = plain_text(tags[0].get("term", "")) if tags else ""
         image_url, caption, credit = _image(entry, base)
@@ -169,6 +218,7 @@ def parse_feed(data: bytes, source: str, base: str) -> list[Story]:
     return stories
 
 
-def read_feed(source: str) -> list[Story]:
-    data, base = fetch(source)
+def read_feed(source: str, fetcher: Fetcher | None = None) -> list[Story]:
+    """The feed's stories; `fetcher` is the collect's (its limits and HTTP client)."""
+    data, base = fetch(source, fetcher)
     return parse_feed(data, source, base)

@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
-from digest.collect.feeds import fetch, plain_text, split_credit
+from digest.collect.feeds import plain_text, split_credit, undated
+from digest.collect.fetch import Fetcher, fetch
 from digest.collect.urls import canonical_url, is_safe_link, safe_image_url
 from digest.errors import InputError
 from digest.models import Story
@@ -96,11 +97,18 @@ class PagesRead:
     failed: list[str] = field(default_factory=list)
 
 
-def read_pages(sources: Sequence[str], zone: tzinfo = UTC) -> PagesRead:
+def read_pages(
+    sources: Sequence[str], zone: tzinfo = UTC, fetcher: Fetcher | None = None
+) -> PagesRead:
     """Every page the entries name, in their order; each problem is one log line.
 
     `zone` is the newsroom's: a page time without an offset is read as its local time.
+    `fetcher` is the collect's (its limits and HTTP client); without one, the pages
+    share one of their own.
     """
+    if fetcher is None:
+        with Fetcher() as own:
+            return read_pages(sources, zone, own)
     result = PagesRead()
     located: list[tuple[str, str]] = []  # (page, the entry that named it)
     for source in sources:
@@ -113,7 +121,7 @@ def read_pages(sources: Sequence[str], zone: tzinfo = UTC) -> PagesRead:
     seen: set[str] = set()
     for number, (page, source) in enumerate(located, start=1):
         try:
-            story = read_page(page, zone, source=source)
+            story = read_page(page, zone, source=source, fetcher=fetcher)
         except InputError as exc:
             log.error("%s", exc)
             result.failed.append(page)
@@ -168,7 +176,9 @@ def _listed_pages(path: Path, source: str) -> list[str]:
     return pages
 
 
-def read_page(page: str, zone: tzinfo = UTC, source: str = "") -> Story | None:
+def read_page(
+    page: str, zone: tzinfo = UTC, source: str = "", fetcher: Fetcher | None = None
+) -> Story | None:
     """One page as a Story; None (with a warning line) if it lacks what a story needs.
 
     Raises InputError when the page cannot be fetched or is not an HTML page.
@@ -178,7 +188,7 @@ def read_page(page: str, zone: tzinfo = UTC, source: str = "") -> Story | None:
     # feeds-only newsroom never needs.
     from trafilatura import load_html
 
-    data, base = fetch(page)
+    data, base = fetch(page, fetcher)
     if not _HTML_START.search(data[:8192]):
         raise InputError(f"{page}: not an HTML page; check the URL or path")
     tree = load_html(data)
@@ -207,12 +217,9 @@ def parse_page(
         log.warning("%s: the page gives only the day it was published; placed at noon", where)
         published = _local(datetime.combine(date.fromisoformat(meta.date), _DAY_ONLY_AT), zone)
     if published is None:
-        log.warning(
-            "%s: no publication date (JSON-LD datePublished, article:published_time "
-            "or a date on the page); skipped, since a story without one cannot be "
-            "placed in a day's edition",
-            where,
-        )
+        # Looked for: JSON-LD datePublished, the <meta> names in _DATE_META, <time
+        # pubdate>, then trafilatura's day.
+        undated(where)
         return None
     link = _story_link(meta.url or _declared_url(tree), base)
     if not link:

@@ -13,10 +13,11 @@ from __future__ import annotations
 import csv
 import io
 import logging
+from collections.abc import Iterator
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from digest.collect.feeds import fetch
+from digest.collect.fetch import Fetcher, fetch
 from digest.collect.urls import canonical_url
 from digest.errors import InputError
 from digest.models import PageViews
@@ -26,6 +27,11 @@ log = logging.getLogger("digest.collect")
 _URL = ("url", "page", "page_path", "landing_page", "page location", "page_location")
 _VIEWS = ("pageviews", "views", "screenpageviews", "screen_page_views", "hits")
 _DAY = ("date", "day")
+_EXPECTED = (
+    f"expected a CSV whose first line names a url column ({', '.join(_URL)}) "
+    f"and a views column ({', '.join(_VIEWS)}), and if it has one a day column "
+    f"({', '.join(_DAY)})"
+)
 
 
 def _column(header: list[str], names: tuple[str, ...]) -> int | None:
@@ -43,17 +49,27 @@ def _day(value: str) -> date:
     return date.fromisoformat(value[:10])
 
 
-def read_pageviews(source: str, zone: ZoneInfo, today: date | None = None) -> list[PageViews]:
-    """Rows of (canonical URL, local day, views). Bad rows are reported by line and skipped."""
-    data, base = fetch(source)
+def read_pageviews(
+    source: str, zone: ZoneInfo, today: date | None = None, fetcher: Fetcher | None = None
+) -> list[PageViews]:
+    """Rows of (canonical URL, local day, views). Bad rows are reported by line and skipped.
+
+    A file that is not a page-view CSV is one error saying what was expected, and never
+    shows what the file holds: pointed at the wrong file (a page, /etc/passwd, a
+    spreadsheet of readers), its first line is someone's content, not a header.
+    """
+    data, base = fetch(source, fetcher)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise InputError(f"{source}: not UTF-8 text; export the CSV as UTF-8") from None
+        raise InputError(f"{source}: not UTF-8 text; {_EXPECTED}, saved as UTF-8") from None
     reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
+    try:
+        header = next(reader, None)
+    except csv.Error:
+        header = None
     if not header:
-        raise InputError(f"{source}: empty file; expected a CSV with url and pageviews columns")
+        raise InputError(f"{source}: line 1 is not a CSV header; {_EXPECTED}")
     url_col, views_col, day_col = (
         _column(header, _URL),
         _column(header, _VIEWS),
@@ -61,10 +77,26 @@ def read_pageviews(source: str, zone: ZoneInfo, today: date | None = None) -> li
     )
     if url_col is None or views_col is None:
         raise InputError(
-            f"{source}: line 1: need a url column ({', '.join(_URL)}) and a views column "
-            f"({', '.join(_VIEWS)}); found {', '.join(header)}"
+            f"{source}: line 1 names no url column or no views column "
+            f"(of its {len(header)} columns); {_EXPECTED}"
         )
     fallback_day = today or datetime.now(zone).date()
+    try:
+        return _rows(reader, source, base, (url_col, views_col, day_col), fallback_day)
+    except csv.Error as exc:
+        raise InputError(
+            f"{source}: line {reader.line_num}: not CSV ({exc}); {_EXPECTED}"
+        ) from None
+
+
+def _rows(
+    reader: Iterator[list[str]],
+    source: str,
+    base: str,
+    columns: tuple[int, int, int | None],
+    fallback_day: date,
+) -> list[PageViews]:
+    url_col, views_col, day_col = columns
     rows: list[PageViews] = []
     for line, record in enumerate(reader, start=2):
         if not record or not any(cell.strip() for cell in record):
