@@ -119,7 +119,7 @@ class Limits:
     byline_max_chars: int = 200
     caption_max_chars: int = 500
     body_max_chars: int = 50_000
-    url_max_chars: int = 2_048
+    url_max_chars: int = 2_000  # the store keeps URLs in VARCHAR(2000)
 
 
 @dataclass(frozen=True)
