@@ -55,6 +55,13 @@ DateOption = Annotated[
     str | None,
     typer.Option("--date", help="The edition's local date, YYYY-MM-DD (default: today there)."),
 ]
+AllowClippedOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-clipped",
+        help="Send even a copy over Gmail's 102 KB clip limit (refused by default).",
+    ),
+]
 
 
 class _OneLine(logging.Formatter):
@@ -241,13 +248,23 @@ def _print_send(result: SendReport) -> None:
 
 
 @app.command()
-def run(config_path: ConfigOption = Path("digest.toml"), day: DateOption = None) -> None:
+def run(
+    config_path: ConfigOption = Path("digest.toml"),
+    day: DateOption = None,
+    allow_clipped: AllowClippedOption = False,
+) -> None:
     """Collect, draft, render and send today's edition (the morning job)."""
     with _session(config_path) as (settings, store):
         edition_day = _day(settings, day)
         with _stop_on_signal() as stop, _progress() as (on_start, on_progress):
             summary = jobs.run(
-                settings, store, edition_day, on_start=on_start, on_progress=on_progress, stop=stop
+                settings,
+                store,
+                edition_day,
+                on_start=on_start,
+                on_progress=on_progress,
+                stop=stop,
+                allow_clipped=allow_clipped,
             )
         c = summary.collected
         console.print(
@@ -496,6 +513,7 @@ def send(
             help='With --test: the copy a reader with these sections gets ("Sports;Arts").'
         ),
     ] = "",
+    allow_clipped: AllowClippedOption = False,
 ) -> None:
     """Send an edition to every active subscriber, exactly once."""
     with _session(config_path) as (settings, store):
@@ -535,6 +553,7 @@ def send(
                 on_start=on_start,
                 on_progress=on_progress,
                 stop=stop,
+                allow_clipped=allow_clipped,
             )
         _print_send(result)
         if result.state != "done":

@@ -356,12 +356,14 @@ def send(
     on_start: Callable[[SendReport], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
+    allow_clipped: bool = False,
 ) -> SendReport:
     """Send an edition to every deliverable subscriber, exactly once.
 
     The first call snapshots the recipients. A later call for the same edition
     sends nothing new unless the send was interrupted and `resume` is given; it
-    goes through the backend the send started with unless another is named.
+    goes through the backend the send started with unless another is named. A copy
+    that Gmail would clip is not sent unless `allow_clipped` (render_checks.clip_gate).
     """
     edition = load_edition(store, name)
     existing = store.get_send(name)
@@ -372,9 +374,12 @@ def send(
     mailer = make_backend(settings, backend_name)
     try:
         if existing is None:
-            # Every copy rendered before the snapshot: a template error stops the
-            # send here, with nothing recorded.
-            prepare_copies(settings, store, edition)
+            # Every copy rendered before the snapshot: a template error or a copy
+            # Gmail would clip stops the send here, with nothing recorded.
+            from digest.render_checks import clip_gate
+
+            for warning in clip_gate(prepare_copies(settings, store, edition), allow_clipped):
+                log.warning("%s; sent as it is (--allow-clipped)", warning)
         send_id, created = open_send(store, name, backend_name, settings.delivery.batch_size)
         before = report(store, send_id, created=created)
         if not created:
@@ -520,6 +525,7 @@ def run(
     on_start: Callable[[SendReport], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
+    allow_clipped: bool = False,
 ) -> RunSummary:
     """The morning job: collect -> draft -> render -> send, for one edition.
 
@@ -539,6 +545,7 @@ def run(
         on_start=on_start,
         on_progress=on_progress,
         stop=stop,
+        allow_clipped=allow_clipped,
     )
     outbox = None
     if result.backend == "outbox":

@@ -18,7 +18,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
-from lxml import html as lxml_html
 from mjml import mjml2html
 from premailer import Premailer
 
@@ -26,24 +25,15 @@ from digest import media
 from digest import tokens as _tokens
 from digest.collect.urls import is_safe_link
 from digest.config import Settings
-from digest.errors import DigestError
 from digest.models import Edition, Pick, RenderedEdition, Story
-from digest.tokens import TOKEN_SYNTAX, Tokens, inert_text, inert_url, new_key
+from digest.render_checks import IMAGE_SCHEMES, RenderError, check_html, check_text
+from digest.tokens import Tokens, inert_text, inert_url, new_key
 
 log = logging.getLogger("digest.render")
 
-#: Gmail clips messages whose HTML is over about 102 KB and hides the footer,
-#: unsubscribe link included.
-GMAIL_CLIP_BYTES = 102 * 1024
-#: Everything mailed points at absolute web addresses (DESIGN: pictures that load); a
-#: local picture is published under [web] base_url first (digest.media).
-_IMAGE_SCHEMES = ("http", "https")
-_LINK_OK = re.compile(r"^(https?:|mailto:)", re.IGNORECASE)
+__all__ = ["RenderError", "check_html", "check_text", "render", "safe_edition", "write"]
+
 _STORY_TEXT = ("title", "dek", "byline", "section", "image_caption", "image_credit", "source")
-
-
-class RenderError(DigestError):
-    """The template or its output is broken: nothing is sent."""
 
 
 def _wrap(value: str, width: int = 76, indent: str = "") -> str:
@@ -89,7 +79,7 @@ def _safe_pick(pick: Pick, pictures: media.Publisher | None) -> Pick | None:
     if story.image_url and pictures is not None:
         width = media.LEAD_WIDTH if pick.slot == "lead" else media.THUMB_WIDTH
         story = replace(story, image_url=pictures.web_address(story.image_url, width))
-    if story.image_url and urlsplit(story.image_url).scheme.lower() not in _IMAGE_SCHEMES:
+    if story.image_url and urlsplit(story.image_url).scheme.lower() not in IMAGE_SCHEMES:
         log.warning("edition: story %r has an unsafe image URL; image left out", story.title[:60])
         story = replace(story, image_url="")
     return replace(pick, story=story)
@@ -131,74 +121,6 @@ def _context(
         "view_url": f"{settings.base_url}/editions/{edition.name}",
         "tokens": tokens,
     }
-
-
-def _check_tokens_html(doc: Any, html: str, tokens: Tokens) -> None:
-    """Per-recipient values only where a template may put them (digest.tokens): the
-    unsubscribe link as a whole href, the greeting as text; no other token anywhere."""
-    own = {tokens.greeting, tokens.unsubscribe_url}
-    for found in set(TOKEN_SYNTAX.findall(html)) - own:
-        raise RenderError(
-            f"rendered HTML holds {found[:40]!r}, which is not one of this copy's tokens; "
-            "templates must write tokens.greeting and tokens.unsubscribe_url"
-        )
-    for attribute in doc.xpath("//@*"):
-        value = str(attribute)
-        if "%%" not in value or not any(token in value for token in own):
-            continue
-        element = attribute.getparent()
-        if attribute.attrname == "href" and value.strip() == tokens.unsubscribe_url:
-            continue
-        raise RenderError(
-            f"rendered HTML has a per-recipient token in <{element.tag} "
-            f"{attribute.attrname}=...>; a template may put tokens.unsubscribe_url only as a "
-            "whole href, and tokens.greeting only in text"
-        )
-    if not any(
-        (a.get("href") or "").strip() == tokens.unsubscribe_url for a in doc.xpath("//a[@href]")
-    ):
-        raise RenderError("the template has no unsubscribe link (tokens.unsubscribe_url)")
-
-
-def check_text(text: str, tokens: Tokens) -> None:
-    """The text part: only its own two tokens, and the unsubscribe link among them."""
-    own = {tokens.greeting_text, tokens.unsubscribe_url}
-    for found in set(TOKEN_SYNTAX.findall(text)) - own:
-        raise RenderError(
-            f"the text part holds {found[:40]!r}, which is not one of this copy's tokens"
-        )
-    if tokens.unsubscribe_url not in text:
-        raise RenderError("the text template has no unsubscribe link (tokens.unsubscribe_url)")
-
-
-def check_html(html: str, tokens: Tokens) -> list[str]:
-    """Post-render checks. Returns warnings; raises RenderError for what must never be sent."""
-    doc = lxml_html.fromstring(html)
-    if doc.xpath("//script") or doc.xpath("//iframe") or doc.xpath("//object"):
-        raise RenderError("rendered HTML contains <script>, <iframe> or <object>; not sent")
-    for element in doc.xpath("//*[@href]"):
-        href = element.get("href", "").strip()
-        if not _LINK_OK.match(href) and href != tokens.unsubscribe_url:
-            raise RenderError(
-                f"rendered HTML has a link that is not http(s) or mailto: {href[:80]!r}"
-            )
-    for element in doc.xpath("//*[@src]"):
-        if urlsplit(element.get("src", "")).scheme.lower() not in _IMAGE_SCHEMES:
-            raise RenderError(
-                "rendered HTML has a picture that is not an absolute http(s) address: "
-                f"{element.get('src')[:80]!r}; a mail client cannot load it"
-            )
-    for attributes in doc.xpath("//@*"):
-        if attributes.attrname.lower().startswith("on"):
-            raise RenderError("rendered HTML has an event-handler attribute; not sent")
-    _check_tokens_html(doc, html, tokens)
-    warnings = []
-    size = len(html.encode())
-    if size > GMAIL_CLIP_BYTES:
-        warnings.append(
-            f"HTML is {size // 1024} KB; Gmail clips messages over 102 KB and hides the footer"
-        )
-    return warnings
 
 
 def render(settings: Settings, edition: Edition) -> RenderedEdition:

@@ -160,3 +160,44 @@ def test_an_edition_without_stories_still_renders_honestly(settings: Settings) -
     out = render(settings, empty)
     assert "More in News" not in out.html and "Most Read" not in out.html
     assert settings.newsroom.postal_address in out.html
+
+
+def test_preheader_alone_fills_the_inbox_preview(
+    settings: Settings, sample_edition: Edition
+) -> None:
+    """An inbox previews the body's first text, hidden or not: the preheader, then only
+    invisible spacer characters, so the date and "View in browser" never run into it."""
+    out = render(settings, sample_edition)
+    body_text = lxml_html.fromstring(out.html).xpath("//body")[0].text_content()
+    start = body_text.index(sample_edition.preheader)
+    assert body_text[:start].strip() == ""
+    preview = body_text[start + len(sample_edition.preheader) :][:200]
+    assert preview.strip("\u034f\u200c\u00a0 \n") == "", preview
+    # Hidden by display:none and Outlook's mso-hide, not by white-on-white text.
+    preheader = lxml_html.fromstring(out.html).xpath("//div[@class='preheader']")[0]
+    assert "display:none" in preheader.get("style") and "color" not in preheader.get("style")
+
+
+def test_gmail_clip_gate_refuses_a_send_unless_overridden(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digest import jobs, render_checks
+    from digest.render_checks import ClippedError
+
+    store = jobs.open_store(settings)
+    jobs.collect(settings, store)
+    jobs.sync_subscribers(settings, store)
+    jobs.draft(settings, store, DAY)
+    # The demo edition is about 60 KB; a lower limit stands in for a long edition.
+    monkeypatch.setattr(render_checks, "GMAIL_CLIP_BYTES", 20 * 1024)
+    with pytest.raises(ClippedError) as refused:
+        jobs.send(settings, store, DAY.isoformat())
+    message = str(refused.value)
+    assert "\n" not in message
+    assert re.search(r"the HTML is \d+ KB, \d+ KB over Gmail's 20 KB clip limit", message)
+    assert re.search(r"More in News \d+ KB \(8 stories, about \d\.\d KB each\)", message)
+    assert "digest edit --drop" in message and "--allow-clipped" in message
+    assert store.get_send(DAY.isoformat()) is None  # refused before anything was recorded
+    result = jobs.send(settings, store, DAY.isoformat(), allow_clipped=True)
+    assert result.state == "done" and result.sent == result.recipients > 0
+    store.close()
