@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import textwrap
+import unicodedata
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -42,6 +43,36 @@ def _wrap(value: str, width: int = 76, indent: str = "") -> str:
     )
 
 
+#: WCAG's usual advice and screen readers' habit (JAWS reads alt text in chunks of 125
+#: characters): alt text says what the picture is in a sentence, and the caption, which
+#: stays visible under the lead picture, says the rest.
+ALT_MAX = 125
+#: A sentence ends at . ! ? (or the CJK full stops) followed by a space and a capital,
+#: unless the word before is a short abbreviation ("Gov. Dunleavy", "U.S. Army").
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'“‘(\[]?[^\W\d_a-z])|(?<=[。！？])")
+_ABBREVIATION = re.compile(r"(?:^|\s)(?:[A-Z][a-z]{0,3}|(?:[A-Za-z]\.)+[A-Za-z]?)\.$")
+
+
+def alt_text(story: Story) -> str:
+    """The picture's alt text: the first sentence of its caption, or the headline, cut at
+    a word (or, in scripts without spaces, a whole character) to at most ALT_MAX."""
+    text = " ".join((story.image_caption or story.title).split())
+    start = 0
+    for end in _SENTENCE_END.finditer(text):
+        if not _ABBREVIATION.search(text[start : end.start()]):
+            text = text[: end.start()]
+            break
+    if len(text) <= ALT_MAX:
+        return text
+    cut = text[: ALT_MAX - 1]
+    if " " in cut:
+        cut = cut[: cut.rindex(" ")]
+    # Never end between a letter and its combining mark or inside an emoji sequence.
+    while cut and (unicodedata.category(cut[-1])[0] == "M" or cut[-1] in "\u200d\ufe0f"):
+        cut = cut[:-1]
+    return cut.rstrip(" ,;:") + "…"
+
+
 def _environment(templates: Path, autoescape: bool) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates)),
@@ -51,6 +82,7 @@ def _environment(templates: Path, autoescape: bool) -> jinja2.Environment:
         lstrip_blocks=False,
     )
     env.filters["wrap"] = _wrap
+    env.filters["alt_text"] = alt_text
     return env
 
 

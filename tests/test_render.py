@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from datetime import UTC, date, datetime
+from itertools import pairwise
 
 import pytest
 from lxml import html as lxml_html
@@ -201,3 +202,31 @@ def test_gmail_clip_gate_refuses_a_send_unless_overridden(
     result = jobs.send(settings, store, DAY.isoformat(), allow_clipped=True)
     assert result.state == "done" and result.sent == result.recipients > 0
     store.close()
+
+
+def test_section_titles_are_headings_in_order_and_alt_text_is_short(
+    settings: Settings, sample_edition: Edition
+) -> None:
+    out = render(settings, sample_edition)
+    doc = lxml_html.fromstring(out.html)
+    headings = [(h.tag, " ".join(h.text_content().split())) for h in doc.xpath("//h1|//h2|//h3")]
+    assert headings[0] == ("h1", sample_edition.lead.story.title)  # type: ignore[union-attr]
+    assert [text for tag, text in headings if tag == "h2"] == ["More in News", "Most Read"]
+    assert [text for tag, text in headings if tag == "h3"] == [
+        p.story.title for p in sample_edition.more
+    ]
+    levels = [int(tag[1]) for tag, _ in headings]
+    assert all(b <= a + 1 for a, b in pairwise(levels))  # none skipped
+    alts = {img.get("src"): img.get("alt") for img in doc.xpath("//img")}
+    assert all(0 < len(alt) <= 125 for alt in alts.values()), alts
+    lead = sample_edition.lead.story  # type: ignore[union-attr]
+    # The lead's caption is two long sentences: the alt is the first, cut at a word; the
+    # whole caption stays visible under the picture.
+    lead_alt = doc.xpath("//*[contains(@class,'part-lead')]//img/@alt")[0]
+    assert lead_alt.endswith("…") and lead.image_caption.startswith(lead_alt[:-1])
+    assert lead.image_caption in " ".join(doc.text_content().split())
+    # "Nov." does not end a sentence.
+    assert "The Alaska State Capitol is seen on Tuesday, Nov. 25, 2025." in alts.values()
+    # The button names its story for a screen reader's list of links.
+    button = doc.xpath("//td[@class='button']/a")[0]
+    assert button.get("aria-label") == f"Read the story: {lead.title}"
