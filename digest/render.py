@@ -182,9 +182,13 @@ def render(settings: Settings, edition: Edition) -> RenderedEdition:
     except Exception as exc:  # mjml-python raises plain exceptions from Rust
         raise RenderError(f"{templates / 'digest.mjml.j2'}: MJML error: {exc}") from None
     # premailer's defaults would fetch remote CSS, drop the <style> blocks that
-    # hold the media queries and strip !important that those queries need.
+    # hold the media queries and strip !important that those queries need. Nor may it
+    # turn inlined CSS into width/height attributes: it rewrote MJML's width="600" on
+    # every picture to width="100%" height="auto", and Outlook for Windows sizes a
+    # picture by that attribute alone (MJML docs, mj-image; caniemail "width").
     html = Premailer(
         raw_html,
+        disable_basic_attributes=["width", "height"],
         allow_network=False,
         keep_style_tags=True,
         strip_important=False,

@@ -230,3 +230,13 @@ def test_section_titles_are_headings_in_order_and_alt_text_is_short(
     # The button names its story for a screen reader's list of links.
     button = doc.xpath("//td[@class='button']/a")[0]
     assert button.get("aria-label") == f"Read the story: {lead.title}"
+
+
+def test_pictures_keep_their_pixel_width_for_outlook(
+    settings: Settings, sample_edition: Edition
+) -> None:
+    """Outlook for Windows sizes a picture by its width attribute: premailer must not turn
+    MJML's width="600" into width="100%" (nor add height="auto" from the CSS)."""
+    out = render(settings, sample_edition)
+    widths = {img.get("width") for img in lxml_html.fromstring(out.html).xpath("//img")}
+    assert widths == {"240", "600", "180"}
