@@ -73,6 +73,32 @@ def alt_text(story: Story) -> str:
     return cut.rstrip(" ,;:") + "…"
 
 
+#: Characters mjml-python (1.4, the Rust MRML underneath) mangles in attribute values: it
+#: writes them with Rust's debug escaping, so alt="Kunéix̱ Hídi" came out as
+#: `Kunéix\u{331} Hídi`, and a ZWJ emoji or an RTL mark in an alt, title or href the
+#: same way. Found by passing every code point through it: the combining marks, format
+#: and control characters, separators other than the space, unassigned and private-use
+#: code points, and six Hangul/halfwidth fillers. Text between tags is not touched.
+_MJML_MANGLES_EXTRA = frozenset("\u115f\u1160\u3164\uff9e\uff9f\uffa0")
+
+
+def _mjml_safe(source: str) -> str:
+    """The MJML source with every character mjml-python would mangle written as a numeric
+    character reference, which it passes through untouched and every HTML parser (lxml in
+    premailer, then the mail client) reads back as the character itself."""
+    return _NOT_ASCII.sub(_reference_if_mangled, source)
+
+
+_NOT_ASCII = re.compile(r"[^\x00-\x7e]")
+
+
+def _reference_if_mangled(match: re.Match[str]) -> str:
+    c = match.group()
+    if unicodedata.category(c)[0] in "MCZ" or c in _MJML_MANGLES_EXTRA:
+        return f"&#x{ord(c):x};"
+    return c
+
+
 def _environment(templates: Path, autoescape: bool) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates)),
@@ -178,7 +204,7 @@ def render(settings: Settings, edition: Edition) -> RenderedEdition:
         raise RenderError(f"{where}: template error: {exc}") from None
     try:
         # fonts={}: MJML would otherwise add Google Fonts links for known families.
-        raw_html = mjml2html(mjml_source, disable_comments=True, fonts={})
+        raw_html = mjml2html(_mjml_safe(mjml_source), disable_comments=True, fonts={})
     except Exception as exc:  # mjml-python raises plain exceptions from Rust
         raise RenderError(f"{templates / 'digest.mjml.j2'}: MJML error: {exc}") from None
     # premailer's defaults would fetch remote CSS, drop the <style> blocks that
