@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from digest import locale
 from digest.errors import ConfigError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -33,6 +34,7 @@ class Newsroom:
     time_zone: str
     logo_url: str = ""
     brand_color: str = "#1a4e8a"
+    locale: str = "en_US"  # the email's language, dates and direction (digest.locale)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -158,7 +160,15 @@ class Settings:
 #: (`more_cont = 8` would otherwise be ignored without a word), so it is refused
 #: with the known name it most resembles, as cron.yaml's keys are.
 KNOWN_KEYS: dict[str, tuple[str, ...]] = {
-    "newsroom": ("name", "website", "postal_address", "time_zone", "logo_url", "brand_color"),
+    "newsroom": (
+        "name",
+        "website",
+        "postal_address",
+        "time_zone",
+        "logo_url",
+        "brand_color",
+        "locale",
+    ),
     "sender": (
         "from_email",
         "from_name",
@@ -346,7 +356,13 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
         time_zone=_get(nr, "time_zone", str, path, "newsroom", "UTC"),
         logo_url=_logo(base, _get(nr, "logo_url", str, path, "newsroom", ""), path),
         brand_color=_get(nr, "brand_color", str, path, "newsroom", "#1a4e8a"),
+        locale=_get(nr, "locale", str, path, "newsroom", "en_US"),
     )
+    if newsroom.locale != "en_US" and not locale.known(newsroom.locale):
+        raise ConfigError(
+            f"{path}: [newsroom] locale {newsroom.locale[:40]!r} is not a locale; use a "
+            "language and region such as en_US or es_US"
+        )
     try:
         ZoneInfo(newsroom.time_zone)
     except (ZoneInfoNotFoundError, ValueError):

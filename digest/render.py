@@ -26,6 +26,7 @@ from digest import media
 from digest import tokens as _tokens
 from digest.collect.urls import is_safe_link
 from digest.config import Settings
+from digest.locale import Language, language
 from digest.models import Edition, Pick, RenderedEdition, Story
 from digest.render_checks import IMAGE_SCHEMES, RenderError, check_html, check_text
 from digest.tokens import Tokens, inert_text, inert_url, new_key
@@ -99,16 +100,19 @@ def _reference_if_mangled(match: re.Match[str]) -> str:
     return c
 
 
-def _environment(templates: Path, autoescape: bool) -> jinja2.Environment:
+def _environment(templates: Path, autoescape: bool, language: Language) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates)),
         autoescape=autoescape,
+        # _() in the templates: gettext from the locale's catalogue (digest.locale).
+        extensions=["jinja2.ext.i18n"],
         undefined=jinja2.StrictUndefined,
         trim_blocks=False,
         lstrip_blocks=False,
     )
     env.filters["wrap"] = _wrap
     env.filters["alt_text"] = alt_text
+    env.install_gettext_translations(language.translations, newstyle=True)  # type: ignore[attr-defined]
     return env
 
 
@@ -161,11 +165,17 @@ def safe_edition(edition: Edition, pictures: media.Publisher | None = None) -> E
 
 
 def _context(
-    settings: Settings, edition: Edition, tokens: dict[str, str], logo_url: str
+    settings: Settings,
+    edition: Edition,
+    tokens: dict[str, str],
+    logo_url: str,
+    language: Language,
 ) -> dict[str, Any]:
     newsroom = settings.newsroom
-    day = date.fromisoformat(edition.name)
     return {
+        "lang": language.lang,
+        "direction": language.direction,
+        "start": "right" if language.direction == "rtl" else "left",
         "edition": edition,
         "newsroom": {
             "name": inert_text(newsroom.name),
@@ -175,7 +185,7 @@ def _context(
             "logo_url": logo_url,
             "brand_color": newsroom.brand_color,
         },
-        "edition_date": f"{day:%A, %B} {day.day}, {day.year}",
+        "edition_date": language.full_date(date.fromisoformat(edition.name)),
         "view_url": f"{settings.base_url}/editions/{edition.name}",
         "tokens": tokens,
     }
@@ -188,16 +198,17 @@ def render(settings: Settings, edition: Edition) -> RenderedEdition:
     logo_url = pictures.web_address(settings.newsroom.logo_url, media.LOGO_WIDTH)
     tokens = Tokens(new_key())
     templates = settings.templates_dir
+    words = language(settings.newsroom.locale, templates)
     try:
         mjml_source = (
-            _environment(templates, autoescape=True)
+            _environment(templates, True, words)
             .get_template("digest.mjml.j2")
-            .render(_context(settings, edition, tokens.for_html(), logo_url))
+            .render(_context(settings, edition, tokens.for_html(), logo_url, words))
         )
         text = (
-            _environment(templates, autoescape=False)
+            _environment(templates, False, words)
             .get_template("digest.txt.j2")
-            .render(_context(settings, edition, tokens.for_text(), logo_url))
+            .render(_context(settings, edition, tokens.for_text(), logo_url, words))
         )
     except jinja2.TemplateError as exc:
         where = f"{getattr(exc, 'filename', '') or templates}:{getattr(exc, 'lineno', '') or ''}"

@@ -18,8 +18,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from lxml import html as lxml_html
-
 from digest.errors import DigestError, SendError
 from digest.models import RenderedEdition
 from digest.tokens import TOKEN_SYNTAX, Tokens
@@ -89,6 +87,8 @@ def check_text(text: str, tokens: Tokens) -> None:
 
 def check_html(html: str, tokens: Tokens) -> list[str]:
     """Post-render checks. Returns warnings; raises RenderError for what must never be sent."""
+    from lxml import html as lxml_html
+
     doc = lxml_html.fromstring(html)
     if doc.xpath("//script") or doc.xpath("//iframe") or doc.xpath("//object"):
         raise RenderError("rendered HTML contains <script>, <iframe> or <object>; not sent")
@@ -127,6 +127,9 @@ def clip_report(html: str) -> str:
     size = len(html.encode())
     if size <= GMAIL_CLIP_BYTES:
         return ""
+    # lxml only here: a send of stored copies (jobs.send) does not load the render stack.
+    from lxml import html as lxml_html
+
     doc = lxml_html.fromstring(html)
     weights: dict[str, list[int]] = {}
     for part, _words in PARTS.items():

@@ -43,6 +43,9 @@ class Letter:
     list_id: str = ""
     categories: tuple[str, ...] = ()
     test: bool = False
+    #: The greeting with a reader's name and without, in the edition's language
+    #: (digest.locale.Language.greetings).
+    greetings: tuple[str, str] = ("Good morning, %(name)s.", "Good morning.")
 
     @property
     def is_list_mail(self) -> bool:
@@ -76,7 +79,7 @@ class Letter:
         """
         # A name comes from a CSV row or a signup form: inert like any content (tokens).
         name = inert_text(recipient.name)
-        greeting = f"Good morning, {name}." if name else "Good morning."
+        greeting = self.greetings[0] % {"name": name} if name else self.greetings[1]
         return self.tokens.values(
             html.escape(greeting), greeting, unsubscribe_url or self.unsubscribe_url(recipient)
         )
