@@ -138,7 +138,14 @@ def render_fingerprint(settings: Settings, edition: Edition) -> str:
         if relative.parts[0] == "web":  # the web app's pages: no email is made of them
             continue
         made_of.update(str(relative).encode() + b"\0" + path.read_bytes())
-    for module in ("render.py", "render_checks.py", "locale.py", "tokens.py", "media.py"):
+    for module in (
+        "render.py",
+        "render_checks.py",
+        "locale.py",
+        "palette.py",
+        "tokens.py",
+        "media.py",
+    ):
         made_of.update(Path(__file__).with_name(module).read_bytes())
     return made_of.hexdigest()
 

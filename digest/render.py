@@ -28,6 +28,7 @@ from digest.collect.urls import is_safe_link
 from digest.config import Settings
 from digest.locale import Language, language
 from digest.models import Edition, Pick, RenderedEdition, Story
+from digest.palette import palettes
 from digest.render_checks import IMAGE_SCHEMES, RenderError, check_html, check_text
 from digest.tokens import Tokens, inert_text, inert_url, new_key
 
@@ -172,7 +173,10 @@ def _context(
     language: Language,
 ) -> dict[str, Any]:
     newsroom = settings.newsroom
+    light, dark = palettes(newsroom.brand_color)
     return {
+        "light": light,
+        "dark": dark,
         "lang": language.lang,
         "direction": language.direction,
         "start": "right" if language.direction == "rtl" else "left",

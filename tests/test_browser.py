@@ -149,6 +149,63 @@ def test_pictures_load_in_the_mailed_copy_and_the_browser_copy(
     page.close()
 
 
+#: Every visible text node: its colour and the first opaque background behind it, from
+#: the computed styles, and their WCAG 2 contrast ratio (the formula of palette.py,
+#: computed again here, independently).
+CONTRAST_JS = """() => {
+  const rgb = c => {
+    const v = c.match(/[\\d.]+/g).map(Number);
+    return {r: v[0], g: v[1], b: v[2], a: v.length > 3 ? v[3] : 1};
+  };
+  const lin = x => (x /= 255) <= 0.04045 ? x / 12.92 : Math.pow((x + 0.055) / 1.055, 2.4);
+  const lum = c => 0.2126 * lin(c.r) + 0.7152 * lin(c.g) + 0.0722 * lin(c.b);
+  const behind = el => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.a > 0) return c;
+    }
+    return {r: 255, g: 255, b: 255, a: 1};
+  };
+  const found = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const node = walker.currentNode, el = node.parentElement;
+    if (!node.textContent.trim() || !el.checkVisibility()) continue;
+    const fg = lum(rgb(getComputedStyle(el).color)), bg = lum(behind(el));
+    found.push({text: node.textContent.trim().slice(0, 50), link: !!el.closest('a'),
+                ratio: (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05), background: bg});
+  }
+  return found;
+}"""
+
+
+def test_light_and_dark_differ_and_every_text_meets_wcag_aa(
+    browser: Any, mailed: Mailed, tmp_path: Path
+) -> None:
+    shots = {}
+    for scheme in ("light", "dark"):
+        page = browser.new_page(viewport={"width": 600, "height": 900}, color_scheme=scheme)
+        page.goto(mailed.mailed.as_uri())
+        page.wait_for_load_state("load")
+        texts = page.evaluate(CONTRAST_JS)
+        assert len(texts) > 40 and sum(t["link"] for t in texts) > 15, texts
+        low = [(t["text"], round(t["ratio"], 2)) for t in texts if t["ratio"] < 4.5]
+        assert low == [], f"{scheme}: under WCAG AA's 4.5:1: {low}"
+        body = page.evaluate("getComputedStyle(document.querySelector('.card')).backgroundColor")
+        assert body == ("rgb(255, 255, 255)" if scheme == "light" else "rgb(30, 30, 30)")
+        if scheme == "dark":
+            # The logo, drawn for white paper, sits on a white plate, not a bare box.
+            plate = page.evaluate(
+                "(s => [s.backgroundColor, s.borderRadius])(getComputedStyle("
+                "document.querySelector('.logo img')))"
+            )
+            assert plate == ["rgb(255, 255, 255)", "6px"]
+        shots[scheme] = page.screenshot(full_page=True)
+        (tmp_path / f"{scheme}.png").write_bytes(shots[scheme])
+        page.close()
+    assert shots["light"] != shots["dark"]
+
+
 def test_axe_finds_nothing_serious_in_the_email_and_the_web_pages(
     browser: Any, mailed: Mailed
 ) -> None:

@@ -240,3 +240,19 @@ def test_pictures_keep_their_pixel_width_for_outlook(
     out = render(settings, sample_edition)
     widths = {img.get("width") for img in lxml_html.fromstring(out.html).xpath("//img")}
     assert widths == {"240", "600", "180"}
+
+
+@pytest.mark.parametrize("brand", ["#1a4e8a", "#ffd400", "#000000", "#ffffff", "#e03a3e"])
+def test_any_brand_colour_gives_readable_text_in_light_and_dark(brand: str) -> None:
+    from digest.palette import contrast, palettes
+
+    for scheme in palettes(brand):
+        for text, background in (
+            (scheme.brand_text, scheme.card),
+            (scheme.text, scheme.card),
+            (scheme.headline, scheme.card),
+            (scheme.muted, scheme.card),
+            (scheme.footer, scheme.page),
+            (scheme.button_text, scheme.button),
+        ):
+            assert contrast(text, background) >= 4.5, (brand, text, background)
