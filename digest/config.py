@@ -7,6 +7,7 @@ Secrets never live in the file: they come from the environment only.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
@@ -122,6 +123,15 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Campaign:
+    """UTM tags on the email's story links (digest.campaign); off while utm_source is ""."""
+
+    utm_source: str = ""
+    utm_medium: str = "email"
+    utm_campaign: str = "digest"  # the edition's date is appended: digest-2025-12-05
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Path
     newsroom: Newsroom
@@ -136,6 +146,7 @@ class Settings:
     cron_file: Path
     env: dict[str, str] = field(default_factory=dict, repr=False)
     limits: Limits = field(default_factory=Limits)
+    campaign: Campaign = field(default_factory=Campaign)
 
     @property
     def secret_key(self) -> bytes:
@@ -185,6 +196,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "web": ("base_url",),
     "templates": ("dir",),
     "schedule": ("file",),
+    "campaign": tuple(Campaign.__dataclass_fields__),
 }
 
 
@@ -538,4 +550,22 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
         ),
         env=env,
         limits=limits,
+        campaign=_campaign(_section(raw, "campaign", path), path),
     )
+
+
+def _campaign(table: dict[str, Any], path: Path) -> Campaign:
+    values = {
+        key: _get(table, key, str, path, "campaign", default).strip()
+        for key, default in dataclasses.asdict(Campaign()).items()
+    }
+    for key, value in values.items():
+        # A tag is a word an analytics report shows, not a place for markup or spaces.
+        if value and not re.fullmatch(r"[\w.-]{1,100}", value):
+            raise ConfigError(
+                f"{path}: [campaign] {key} {value[:40]!r} must be letters, digits, '.', '-' "
+                "or '_' (at most 100)"
+            )
+    if not values["utm_source"] and table:
+        raise ConfigError(f'{path}: [campaign] needs utm_source (for example "digest")')
+    return Campaign(**values)

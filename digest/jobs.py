@@ -129,7 +129,9 @@ def render_fingerprint(settings: Settings, edition: Edition) -> str:
     made_of = hashlib.blake2b(digest_size=16)
     made_of.update(
         json.dumps(
-            [state, repr(settings.newsroom), settings.base_url], default=str, sort_keys=True
+            [state, repr(settings.newsroom), repr(settings.campaign), settings.base_url],
+            default=str,
+            sort_keys=True,
         ).encode()
     )
     templates = settings.templates_dir
@@ -143,6 +145,7 @@ def render_fingerprint(settings: Settings, edition: Edition) -> str:
         "render_checks.py",
         "locale.py",
         "palette.py",
+        "campaign.py",
         "tokens.py",
         "media.py",
     ):

@@ -24,6 +24,7 @@ from premailer import Premailer
 
 from digest import media
 from digest import tokens as _tokens
+from digest.campaign import tag_edition
 from digest.collect.urls import is_safe_link
 from digest.config import Settings
 from digest.locale import Language, language
@@ -198,7 +199,7 @@ def _context(
 def render(settings: Settings, edition: Edition) -> RenderedEdition:
     """Render the edition once. Raises RenderError if the output fails its checks."""
     pictures = media.Publisher(settings)
-    edition = safe_edition(edition, pictures)
+    edition = tag_edition(safe_edition(edition, pictures), settings.campaign)
     logo_url = pictures.web_address(settings.newsroom.logo_url, media.LOGO_WIDTH)
     tokens = Tokens(new_key())
     templates = settings.templates_dir
