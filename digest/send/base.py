@@ -25,6 +25,11 @@ from digest.tokens import Tokens, fill, inert_text
 #: 998: Python's folder otherwise breaks a long subject right after "Subject:",
 #: which some clients show as a leading space.
 MESSAGE_POLICY = email.policy.SMTP.clone(max_line_length=998)
+#: The parts' bodies are encoded under RFC 2045's own limit instead: quoted-printable
+#: and base64 lines of at most 76 characters (6.7, 6.8). Under MESSAGE_POLICY the
+#: encoder wrote 998-character quoted-printable lines, which SpamAssassin scores
+#: (MIME_QP_LONG_LINE, and LONGLN_LOW_CONTRAST with the hidden preheader).
+BODY_POLICY = MESSAGE_POLICY.clone(max_line_length=76)
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,7 @@ class Letter:
         url = self.unsubscribe_url(recipient)
         values = self.substitutions(recipient, url)
         html_part, text_part = fill(self.rendered.html, values), fill(self.rendered.text, values)
-        message = EmailMessage(policy=MESSAGE_POLICY)
+        message = EmailMessage(policy=BODY_POLICY)
         message["From"] = Address(self.from_name, addr_spec=self.from_email)
         message["To"] = Address(recipient.name, addr_spec=recipient.email)
         message["Subject"] = self.subject
@@ -123,6 +128,7 @@ class Letter:
         message["X-Digest-Edition"] = self.edition
         message.set_content(text_part, subtype="plain", charset="utf-8")
         message.add_alternative(html_part, subtype="html", charset="utf-8")
+        message.policy = MESSAGE_POLICY  # the bodies are encoded; headers fold at 998
         return message
 
 
