@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # The email's translations, compiled from their .po files (pybabel, no network): digest.locale.
 LOCALES_MO := $(patsubst %.po,%.mo,$(wildcard templates/locales/*/LC_MESSAGES/digest.po))
 
-.PHONY: demo test lint bench clean locales
+.PHONY: demo test lint bench clean locales screenshots
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 or newer is needed; install it and retry" >&2; exit 2; }
@@ -40,6 +40,11 @@ test: $(STAMP) $(LOCALES_MO) node_modules/.bin/prism
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/python -m pytest -n 2 $(PYTEST_ARGS)
+
+# docs/screenshots/: the demo edition at 375 and 600 px, light and dark, and the editor page,
+# in the Chromium the tests use (Debian's chromium).
+screenshots: $(STAMP) $(LOCALES_MO)
+	$(VENV)/bin/python docs/screenshots.py
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/run.py
