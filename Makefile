@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
-node_modules/.bin/prism: package.json
+node_modules/.bin/prism: package.json package-lock.json
 	@if command -v npm >/dev/null 2>&1; then npm install --silent --no-audit --no-fund && touch $@; \
 	else echo "note: npm not found; the SendGrid contract test (Prism) will skip" >&2; fi
 

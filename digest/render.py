@@ -4,6 +4,11 @@ Jinja2 (autoescape on) -> MJML -> mjml-python -> premailer for the HTML;
 Jinja2 (autoescape off) for the text part. Per-recipient values are tokens
 (digest.tokens) that the send stage fills, so nothing here runs per recipient; what a
 source wrote is made inert first, so it can never become one.
+
+On the way: pictures published (digest.media), story links tagged (digest.campaign),
+the words in the newsroom's language (digest.locale), colours for light and dark
+(digest.palette), mjml-python's escaping bug worked around (_mjml_safe), premailer kept
+from rewriting pixel widths; then render_checks. docs/email.md says why for each.
 """
 
 from __future__ import annotations
