@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from datetime import UTC, datetime
 from email import message_from_bytes
 from email.policy import default as default_policy
 from pathlib import Path
@@ -16,17 +15,17 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 from conftest import ROOT
+from fakes.editions import T, edition_of
 from lxml import html as lxml_html
 
 from digest import config
 from digest.config import Settings
 from digest.errors import ConfigError
-from digest.models import Edition, Pick, Recipient, Story
+from digest.models import Recipient, Story
 from digest.render import render
 from digest.send import letter_for
 
 LOCALES = ROOT / "templates" / "locales"
-T = datetime(2025, 12, 5, 15, tzinfo=UTC)
 
 
 def _template_words() -> set[str]:
@@ -62,21 +61,6 @@ def _spanish(settings: Settings) -> Settings:
         locale="es_US",
     )
     return replace(settings, newsroom=newsroom)
-
-
-def _edition(stories: list[Story]) -> Edition:
-    lead, *more = stories
-    return Edition(
-        name="2025-12-05",
-        send_at=T,
-        window_start=T,
-        window_end=T,
-        subject=lead.title,
-        preheader=lead.dek,
-        lead=Pick(lead, "lead", 1, 0.9),
-        more=[Pick(s, "more", i, 0.5) for i, s in enumerate(more, 1)],
-        most_read=[Pick(s, "most_read", i, 0.1, views=5) for i, s in enumerate(stories, 1)],
-    )
 
 
 SPANISH_STORIES = [
@@ -120,7 +104,7 @@ def _english_words() -> set[str]:
 
 def test_a_spanish_edition_has_no_english_word(settings: Settings) -> None:
     spanish = _spanish(settings)
-    rendered = render(spanish, _edition(SPANISH_STORIES))
+    rendered = render(spanish, edition_of(SPANISH_STORIES))
     letter = letter_for(spanish, rendered)
     named = Recipient("ana@example.com", "Ana Ruiz")
     message = message_from_bytes(letter.message_for(named).as_bytes(), policy=default_policy)
@@ -154,7 +138,7 @@ def test_a_right_to_left_locale_sets_lang_and_dir(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     arabic = replace(settings, newsroom=replace(settings.newsroom, locale="ar"))
-    out = render(arabic, _edition(SPANISH_STORIES))
+    out = render(arabic, edition_of(SPANISH_STORIES))
     doc = lxml_html.fromstring(out.html)
     assert doc.get("lang") == "ar" and doc.get("dir") == "rtl"
     assert "الجمعة" in out.text  # Friday, by Babel

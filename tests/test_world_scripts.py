@@ -7,20 +7,19 @@ escaping (`Kunéix\\u{331} Hídi`); render._mjml_safe works around it."""
 from __future__ import annotations
 
 import unicodedata
-from datetime import UTC, datetime
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from urllib.parse import unquote
 
+from fakes.editions import T, edition_of
 from lxml import html as lxml_html
 
 from digest.config import Settings
-from digest.models import Edition, Pick, Recipient, Story
+from digest.models import Recipient, Story
 from digest.render import alt_text, render
 from digest.send import letter_for
 
-T = datetime(2025, 12, 5, 15, tzinfo=UTC)
 #: Decomposed on purpose: the marks are their own code points, as some CMSs send them.
 VIETNAMESE = unicodedata.normalize("NFD", "Tiếng Việt: Hà Nội đón đợt rét đầu mùa")
 STORIES = [
@@ -65,24 +64,9 @@ STORIES = [
 READER = Recipient("nguyen.minh@example.com", "Nguyễn Văn An 👋🏽")
 
 
-def _edition() -> Edition:
-    lead, *more = STORIES
-    return Edition(
-        name="2025-12-05",
-        send_at=T,
-        window_start=T,
-        window_end=T,
-        subject=lead.title,
-        preheader=VIETNAMESE,
-        lead=Pick(lead, "lead", 1, 0.9),
-        more=[Pick(s, "more", i, 0.5) for i, s in enumerate(more, start=1)],
-        most_read=[Pick(s, "most_read", i, 0.1, views=9) for i, s in enumerate(STORIES, 1)],
-    )
-
-
 def _mailed(settings: Settings) -> EmailMessage:
     """One reader's message as the outbox writes it, read back as a mail client does."""
-    letter = letter_for(settings, render(settings, _edition()))
+    letter = letter_for(settings, render(settings, edition_of(STORIES, preheader=VIETNAMESE)))
     raw = letter.message_for(READER).as_bytes()
     message = message_from_bytes(raw, policy=default_policy)
     assert isinstance(message, EmailMessage)
@@ -135,7 +119,7 @@ def test_every_character_survives_html_text_and_subject(settings: Settings) -> N
 def test_right_to_left_text_is_marked_for_the_client(settings: Settings) -> None:
     """An Arabic headline in an English edition reads right to left: every headline,
     dek and list item says dir="auto", so the client takes the direction from its text."""
-    doc = lxml_html.fromstring(render(settings, _edition()).html)
+    doc = lxml_html.fromstring(render(settings, edition_of(STORIES, preheader=VIETNAMESE)).html)
     arabic = next(h for h in doc.xpath("//h3") if _text(h).startswith("مرحبا"))
     assert arabic.get("dir") == "auto"
     assert all(li.get("dir") == "auto" for li in doc.xpath("//ol/li"))
