@@ -8,7 +8,10 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	&& { echo $$p; break; }; done)
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench clean
+# The email's translations, compiled from their .po files (pybabel, no network): digest.locale.
+LOCALES_MO := $(patsubst %.po,%.mo,$(wildcard templates/locales/*/LC_MESSAGES/digest.po))
+
+.PHONY: demo test lint bench clean locales screenshots
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 or newer is needed; install it and retry" >&2; exit 2; }
@@ -17,17 +20,31 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
-node_modules/.bin/prism: package.json
+node_modules/.bin/prism: package.json package-lock.json
 	@if command -v npm >/dev/null 2>&1; then npm install --silent --no-audit --no-fund && touch $@; \
 	else echo "note: npm not found; the SendGrid contract test (Prism) will skip" >&2; fi
 
-demo: $(STAMP)
+%.mo: %.po $(STAMP)
+	$(VENV)/bin/pybabel -q compile -i $< -o $@
+
+# After changing the templates' words: extract them and update every catalogue.
+locales: $(STAMP)
+	$(VENV)/bin/pybabel -q extract -F templates/locales/babel.cfg --no-location --sort-output \
+		--project digest -o templates/locales/digest.pot .
+	$(VENV)/bin/pybabel -q update -i templates/locales/digest.pot -d templates/locales -D digest --no-location
+
+demo: $(STAMP) $(LOCALES_MO)
 	$(VENV)/bin/digest run --date 2025-12-05
 
-test: $(STAMP) node_modules/.bin/prism
+test: $(STAMP) $(LOCALES_MO) node_modules/.bin/prism
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/python -m pytest -n 2 $(PYTEST_ARGS)
+
+# docs/screenshots/: the demo edition at 375 and 600 px, light and dark, and the editor page,
+# in the Chromium the tests use (Debian's chromium).
+screenshots: $(STAMP) $(LOCALES_MO)
+	$(VENV)/bin/python docs/screenshots.py
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/run.py

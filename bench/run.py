@@ -13,7 +13,13 @@ HERE = Path(__file__).resolve().parent
 
 
 def main() -> None:
-    for script in ("bench_import.py", "bench_send.py", "bench_accesslog.py", "bench_collect.py"):
+    for script in (
+        "bench_import.py",
+        "bench_send.py",
+        "bench_accesslog.py",
+        "bench_collect.py",
+        "bench_render.py",
+    ):
         print(f"== {script}", flush=True)
         subprocess.run([sys.executable, str(HERE / script), *sys.argv[1:]], check=True)
 

@@ -56,6 +56,13 @@ DateOption = Annotated[
     str | None,
     typer.Option("--date", help="The edition's local date, YYYY-MM-DD (default: today there)."),
 ]
+AllowClippedOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-clipped",
+        help="Send even a copy over Gmail's 102 KB clip limit (refused by default).",
+    ),
+]
 
 
 class _OneLine(logging.Formatter):
@@ -272,13 +279,23 @@ def _print_send(result: SendReport, delivery: config.Delivery) -> None:
 
 
 @app.command()
-def run(config_path: ConfigOption = Path("digest.toml"), day: DateOption = None) -> None:
+def run(
+    config_path: ConfigOption = Path("digest.toml"),
+    day: DateOption = None,
+    allow_clipped: AllowClippedOption = False,
+) -> None:
     """Collect, draft, render and send today's edition (the morning job)."""
     with _session(config_path) as (settings, store):
         edition_day = _day(settings, day)
         with _stop_on_signal() as stop, _progress() as (on_start, on_progress):
             summary = jobs.run(
-                settings, store, edition_day, on_start=on_start, on_progress=on_progress, stop=stop
+                settings,
+                store,
+                edition_day,
+                on_start=on_start,
+                on_progress=on_progress,
+                stop=stop,
+                allow_clipped=allow_clipped,
             )
         c = summary.collected
         console.print(
@@ -527,6 +544,7 @@ def send(
             help='With --test: the copy a reader with these sections gets ("Sports;Arts").'
         ),
     ] = "",
+    allow_clipped: AllowClippedOption = False,
 ) -> None:
     """Send an edition to every active subscriber, exactly once."""
     _at_least("--limit", limit, 1)
@@ -568,6 +586,7 @@ def send(
                 on_start=on_start,
                 on_progress=on_progress,
                 stop=stop,
+                allow_clipped=allow_clipped,
             )
         _print_send(result, settings.delivery)
         if result.state != "done":

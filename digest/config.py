@@ -7,6 +7,7 @@ Secrets never live in the file: they come from the environment only.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import re
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from digest import locale
 from digest.errors import ConfigError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -33,6 +35,7 @@ class Newsroom:
     time_zone: str
     logo_url: str = ""
     brand_color: str = "#1a4e8a"
+    locale: str = "en_US"  # the email's language, dates and direction (digest.locale)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -123,6 +126,15 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Campaign:
+    """UTM tags on the email's story links (digest.campaign); off while utm_source is ""."""
+
+    utm_source: str = ""
+    utm_medium: str = "email"
+    utm_campaign: str = "digest"  # the edition's date is appended: digest-2025-12-05
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Path
     newsroom: Newsroom
@@ -137,6 +149,7 @@ class Settings:
     cron_file: Path
     env: dict[str, str] = field(default_factory=dict, repr=False)
     limits: Limits = field(default_factory=Limits)
+    campaign: Campaign = field(default_factory=Campaign)
 
     @property
     def secret_key(self) -> bytes:
@@ -168,7 +181,15 @@ class Settings:
 #: (`more_cont = 8` would otherwise be ignored without a word), so it is refused
 #: with the known name it most resembles, as cron.yaml's keys are.
 KNOWN_KEYS: dict[str, tuple[str, ...]] = {
-    "newsroom": ("name", "website", "postal_address", "time_zone", "logo_url", "brand_color"),
+    "newsroom": (
+        "name",
+        "website",
+        "postal_address",
+        "time_zone",
+        "logo_url",
+        "brand_color",
+        "locale",
+    ),
     "sender": (
         "from_email",
         "from_name",
@@ -185,6 +206,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "web": ("base_url",),
     "templates": ("dir",),
     "schedule": ("file",),
+    "campaign": tuple(Campaign.__dataclass_fields__),
 }
 
 
@@ -364,7 +386,13 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
         time_zone=_get(nr, "time_zone", str, path, "newsroom", "UTC"),
         logo_url=_logo(base, _get(nr, "logo_url", str, path, "newsroom", ""), path),
         brand_color=_get(nr, "brand_color", str, path, "newsroom", "#1a4e8a"),
+        locale=_get(nr, "locale", str, path, "newsroom", "en_US"),
     )
+    if newsroom.locale != "en_US" and not locale.known(newsroom.locale):
+        raise ConfigError(
+            f"{path}: [newsroom] locale {newsroom.locale[:40]!r} is not a locale; use a "
+            "language and region such as en_US or es_US"
+        )
     try:
         ZoneInfo(newsroom.time_zone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -551,4 +579,22 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
         ),
         env=env,
         limits=limits,
+        campaign=_campaign(_section(raw, "campaign", path), path),
     )
+
+
+def _campaign(table: dict[str, Any], path: Path) -> Campaign:
+    values = {
+        key: _get(table, key, str, path, "campaign", default).strip()
+        for key, default in dataclasses.asdict(Campaign()).items()
+    }
+    for key, value in values.items():
+        # A tag is a word an analytics report shows, not a place for markup or spaces.
+        if value and not re.fullmatch(r"[\w.-]{1,100}", value):
+            raise ConfigError(
+                f"{path}: [campaign] {key} {value[:40]!r} must be letters, digits, '.', '-' "
+                "or '_' (at most 100)"
+            )
+    if not values["utm_source"] and table:
+        raise ConfigError(f'{path}: [campaign] needs utm_source (for example "digest")')
+    return Campaign(**values)

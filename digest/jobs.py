@@ -135,7 +135,9 @@ def render_fingerprint(settings: Settings, edition: Edition) -> str:
     made_of = hashlib.blake2b(digest_size=16)
     made_of.update(
         json.dumps(
-            [state, repr(settings.newsroom), settings.base_url], default=str, sort_keys=True
+            [state, repr(settings.newsroom), repr(settings.campaign), settings.base_url],
+            default=str,
+            sort_keys=True,
         ).encode()
     )
     templates = settings.templates_dir
@@ -144,7 +146,15 @@ def render_fingerprint(settings: Settings, edition: Edition) -> str:
         if relative.parts[0] == "web":  # the web app's pages: no email is made of them
             continue
         made_of.update(str(relative).encode() + b"\0" + path.read_bytes())
-    for module in ("render.py", "tokens.py", "media.py"):
+    for module in (
+        "render.py",
+        "render_checks.py",
+        "locale.py",
+        "palette.py",
+        "campaign.py",
+        "tokens.py",
+        "media.py",
+    ):
         made_of.update(Path(__file__).with_name(module).read_bytes())
     return made_of.hexdigest()
 
@@ -391,6 +401,7 @@ def send(
     on_start: Callable[[SendReport], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
+    allow_clipped: bool = False,
 ) -> SendReport:
     """Send an edition to every deliverable subscriber, exactly once.
 
@@ -398,7 +409,8 @@ def send(
     sends nothing new unless the send was interrupted and `resume` is given; it
     goes through the backend the send started with unless another is named. It
     first settles the batches a crash left in doubt that SendGrid's events prove
-    were taken (send/doubt.py).
+    were taken (send/doubt.py). A copy that Gmail would clip is not sent unless
+    `allow_clipped` (render_checks.clip_gate).
 
     The ledger rides out a database that goes away for up to [delivery]
     ledger_retry_seconds; past that, or if it is away before anything is recorded,
@@ -420,9 +432,12 @@ def send(
     mailer = make_backend(settings, backend_name)
     try:
         if existing is None:
-            # Every copy rendered before the snapshot: a template error stops the
-            # send here, with nothing recorded.
-            prepare_copies(settings, store, edition)
+            # Every copy rendered before the snapshot: a template error or a copy
+            # Gmail would clip stops the send here, with nothing recorded.
+            from digest.render_checks import clip_gate
+
+            for warning in clip_gate(prepare_copies(settings, store, edition), allow_clipped):
+                log.warning("%s; sent as it is (--allow-clipped)", warning)
         send_id, created = open_send(
             store, name, backend_name, settings.delivery.batch_size, durable
         )
@@ -586,6 +601,7 @@ def run(
     on_start: Callable[[SendReport], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
+    allow_clipped: bool = False,
 ) -> RunSummary:
     """The morning job: collect -> draft -> render -> send, for one edition.
 
@@ -617,6 +633,7 @@ def run(
         on_start=on_start,
         on_progress=on_progress,
         stop=stop,
+        allow_clipped=allow_clipped,
     )
     outbox = None
     if result.backend == "outbox":

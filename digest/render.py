@@ -4,6 +4,11 @@ Jinja2 (autoescape on) -> MJML -> mjml-python -> premailer for the HTML;
 Jinja2 (autoescape off) for the text part. Per-recipient values are tokens
 (digest.tokens) that the send stage fills, so nothing here runs per recipient; what a
 source wrote is made inert first, so it can never become one.
+
+On the way: pictures published (digest.media), story links tagged (digest.campaign),
+the words in the newsroom's language (digest.locale), colours for light and dark
+(digest.palette), mjml-python's escaping bug worked around (_mjml_safe), premailer kept
+from rewriting pixel widths; then render_checks. docs/email.md says why for each.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import textwrap
+import unicodedata
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -18,32 +24,25 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
-from lxml import html as lxml_html
 from mjml import mjml2html
 from premailer import Premailer
 
 from digest import media
 from digest import tokens as _tokens
+from digest.campaign import tag_edition
 from digest.collect.urls import is_safe_link
 from digest.config import Settings
-from digest.errors import DigestError
+from digest.locale import Language, language
 from digest.models import Edition, Pick, RenderedEdition, Story
-from digest.tokens import TOKEN_SYNTAX, Tokens, inert_text, inert_url, new_key
+from digest.palette import palettes
+from digest.render_checks import IMAGE_SCHEMES, RenderError, check_html, check_text
+from digest.tokens import Tokens, inert_text, inert_url, new_key
 
 log = logging.getLogger("digest.render")
 
-#: Gmail clips messages whose HTML is over about 102 KB and hides the footer,
-#: unsubscribe link included.
-GMAIL_CLIP_BYTES = 102 * 1024
-#: Everything mailed points at absolute web addresses (DESIGN: pictures that load); a
-#: local picture is published under [web] base_url first (digest.media).
-_IMAGE_SCHEMES = ("http", "https")
-_LINK_OK = re.compile(r"^(https?:|mailto:)", re.IGNORECASE)
+__all__ = ["RenderError", "check_html", "check_text", "render", "safe_edition", "write"]
+
 _STORY_TEXT = ("title", "dek", "byline", "section", "image_caption", "image_credit", "source")
-
-
-class RenderError(DigestError):
-    """The template or its output is broken: nothing is sent."""
 
 
 def _wrap(value: str, width: int = 76, indent: str = "") -> str:
@@ -52,15 +51,75 @@ def _wrap(value: str, width: int = 76, indent: str = "") -> str:
     )
 
 
-def _environment(templates: Path, autoescape: bool) -> jinja2.Environment:
+#: WCAG's usual advice and screen readers' habit (JAWS reads alt text in chunks of 125
+#: characters): alt text says what the picture is in a sentence, and the caption, which
+#: stays visible under the lead picture, says the rest.
+ALT_MAX = 125
+#: A sentence ends at . ! ? (or the CJK full stops) followed by a space and a capital,
+#: unless the word before is a short abbreviation ("Gov. Dunleavy", "U.S. Army").
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'“‘(\[]?[^\W\d_a-z])|(?<=[。！？])")
+_ABBREVIATION = re.compile(r"(?:^|\s)(?:[A-Z][a-z]{0,3}|(?:[A-Za-z]\.)+[A-Za-z]?)\.$")
+
+
+def alt_text(story: Story) -> str:
+    """The picture's alt text: the first sentence of its caption, or the headline, cut at
+    a word (or, in scripts without spaces, a whole character) to at most ALT_MAX."""
+    text = " ".join((story.image_caption or story.title).split())
+    start = 0
+    for end in _SENTENCE_END.finditer(text):
+        if not _ABBREVIATION.search(text[start : end.start()]):
+            text = text[: end.start()]
+            break
+    if len(text) <= ALT_MAX:
+        return text
+    cut = text[: ALT_MAX - 1]
+    if " " in cut:
+        cut = cut[: cut.rindex(" ")]
+    # Never end between a letter and its combining mark or inside an emoji sequence.
+    while cut and (unicodedata.category(cut[-1])[0] == "M" or cut[-1] in "\u200d\ufe0f"):
+        cut = cut[:-1]
+    return cut.rstrip(" ,;:") + "…"
+
+
+#: Characters mjml-python (1.4, the Rust MRML underneath) mangles in attribute values: it
+#: writes them with Rust's debug escaping, so alt="Kunéix̱ Hídi" came out as
+#: `Kunéix\u{331} Hídi`, and a ZWJ emoji or an RTL mark in an alt, title or href the
+#: same way. Found by passing every code point through it: the combining marks, format
+#: and control characters, separators other than the space, unassigned and private-use
+#: code points, and six Hangul/halfwidth fillers. Text between tags is not touched.
+_MJML_MANGLES_EXTRA = frozenset("\u115f\u1160\u3164\uff9e\uff9f\uffa0")
+
+
+def _mjml_safe(source: str) -> str:
+    """The MJML source with every character mjml-python would mangle written as a numeric
+    character reference, which it passes through untouched and every HTML parser (lxml in
+    premailer, then the mail client) reads back as the character itself."""
+    return _NOT_ASCII.sub(_reference_if_mangled, source)
+
+
+_NOT_ASCII = re.compile(r"[^\x00-\x7e]")
+
+
+def _reference_if_mangled(match: re.Match[str]) -> str:
+    c = match.group()
+    if unicodedata.category(c)[0] in "MCZ" or c in _MJML_MANGLES_EXTRA:
+        return f"&#x{ord(c):x};"
+    return c
+
+
+def _environment(templates: Path, autoescape: bool, language: Language) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates)),
         autoescape=autoescape,
+        # _() in the templates: gettext from the locale's catalogue (digest.locale).
+        extensions=["jinja2.ext.i18n"],
         undefined=jinja2.StrictUndefined,
         trim_blocks=False,
         lstrip_blocks=False,
     )
     env.filters["wrap"] = _wrap
+    env.filters["alt_text"] = alt_text
+    env.install_gettext_translations(language.translations, newstyle=True)  # type: ignore[attr-defined]
     return env
 
 
@@ -89,7 +148,7 @@ def _safe_pick(pick: Pick, pictures: media.Publisher | None) -> Pick | None:
     if story.image_url and pictures is not None:
         width = media.LEAD_WIDTH if pick.slot == "lead" else media.THUMB_WIDTH
         story = replace(story, image_url=pictures.web_address(story.image_url, width))
-    if story.image_url and urlsplit(story.image_url).scheme.lower() not in _IMAGE_SCHEMES:
+    if story.image_url and urlsplit(story.image_url).scheme.lower() not in IMAGE_SCHEMES:
         log.warning("edition: story %r has an unsafe image URL; image left out", story.title[:60])
         story = replace(story, image_url="")
     return replace(pick, story=story)
@@ -113,11 +172,20 @@ def safe_edition(edition: Edition, pictures: media.Publisher | None = None) -> E
 
 
 def _context(
-    settings: Settings, edition: Edition, tokens: dict[str, str], logo_url: str
+    settings: Settings,
+    edition: Edition,
+    tokens: dict[str, str],
+    logo_url: str,
+    language: Language,
 ) -> dict[str, Any]:
     newsroom = settings.newsroom
-    day = date.fromisoformat(edition.name)
+    light, dark = palettes(newsroom.brand_color)
     return {
+        "light": light,
+        "dark": dark,
+        "lang": language.lang,
+        "direction": language.direction,
+        "start": "right" if language.direction == "rtl" else "left",
         "edition": edition,
         "newsroom": {
             "name": inert_text(newsroom.name),
@@ -127,110 +195,47 @@ def _context(
             "logo_url": logo_url,
             "brand_color": newsroom.brand_color,
         },
-        "edition_date": f"{day:%A, %B} {day.day}, {day.year}",
+        "edition_date": language.full_date(date.fromisoformat(edition.name)),
         "view_url": f"{settings.base_url}/editions/{edition.name}",
         "tokens": tokens,
     }
 
 
-def _check_tokens_html(doc: Any, html: str, tokens: Tokens) -> None:
-    """Per-recipient values only where a template may put them (digest.tokens): the
-    unsubscribe link as a whole href, the greeting as text; no other token anywhere."""
-    own = {tokens.greeting, tokens.unsubscribe_url}
-    for found in set(TOKEN_SYNTAX.findall(html)) - own:
-        raise RenderError(
-            f"rendered HTML holds {found[:40]!r}, which is not one of this copy's tokens; "
-            "templates must write tokens.greeting and tokens.unsubscribe_url"
-        )
-    for attribute in doc.xpath("//@*"):
-        value = str(attribute)
-        if "%%" not in value or not any(token in value for token in own):
-            continue
-        element = attribute.getparent()
-        if attribute.attrname == "href" and value.strip() == tokens.unsubscribe_url:
-            continue
-        raise RenderError(
-            f"rendered HTML has a per-recipient token in <{element.tag} "
-            f"{attribute.attrname}=...>; a template may put tokens.unsubscribe_url only as a "
-            "whole href, and tokens.greeting only in text"
-        )
-    if not any(
-        (a.get("href") or "").strip() == tokens.unsubscribe_url for a in doc.xpath("//a[@href]")
-    ):
-        raise RenderError("the template has no unsubscribe link (tokens.unsubscribe_url)")
-
-
-def check_text(text: str, tokens: Tokens) -> None:
-    """The text part: only its own two tokens, and the unsubscribe link among them."""
-    own = {tokens.greeting_text, tokens.unsubscribe_url}
-    for found in set(TOKEN_SYNTAX.findall(text)) - own:
-        raise RenderError(
-            f"the text part holds {found[:40]!r}, which is not one of this copy's tokens"
-        )
-    if tokens.unsubscribe_url not in text:
-        raise RenderError("the text template has no unsubscribe link (tokens.unsubscribe_url)")
-
-
-def check_html(html: str, tokens: Tokens) -> list[str]:
-    """Post-render checks. Returns warnings; raises RenderError for what must never be sent."""
-    doc = lxml_html.fromstring(html)
-    if doc.xpath("//script") or doc.xpath("//iframe") or doc.xpath("//object"):
-        raise RenderError("rendered HTML contains <script>, <iframe> or <object>; not sent")
-    for element in doc.xpath("//*[@href]"):
-        href = element.get("href", "").strip()
-        if not _LINK_OK.match(href) and href != tokens.unsubscribe_url:
-            raise RenderError(
-                f"rendered HTML has a link that is not http(s) or mailto: {href[:80]!r}"
-            )
-    for element in doc.xpath("//*[@src]"):
-        if urlsplit(element.get("src", "")).scheme.lower() not in _IMAGE_SCHEMES:
-            raise RenderError(
-                "rendered HTML has a picture that is not an absolute http(s) address: "
-                f"{element.get('src')[:80]!r}; a mail client cannot load it"
-            )
-    for attributes in doc.xpath("//@*"):
-        if attributes.attrname.lower().startswith("on"):
-            raise RenderError("rendered HTML has an event-handler attribute; not sent")
-    _check_tokens_html(doc, html, tokens)
-    warnings = []
-    size = len(html.encode())
-    if size > GMAIL_CLIP_BYTES:
-        warnings.append(
-            f"HTML is {size // 1024} KB; Gmail clips messages over 102 KB and hides the footer"
-        )
-    return warnings
-
-
 def render(settings: Settings, edition: Edition) -> RenderedEdition:
     """Render the edition once. Raises RenderError if the output fails its checks."""
     pictures = media.Publisher(settings)
-    edition = safe_edition(edition, pictures)
+    edition = tag_edition(safe_edition(edition, pictures), settings.campaign)
     logo_url = pictures.web_address(settings.newsroom.logo_url, media.LOGO_WIDTH)
     tokens = Tokens(new_key())
     templates = settings.templates_dir
+    words = language(settings.newsroom.locale, templates)
     try:
         mjml_source = (
-            _environment(templates, autoescape=True)
+            _environment(templates, True, words)
             .get_template("digest.mjml.j2")
-            .render(_context(settings, edition, tokens.for_html(), logo_url))
+            .render(_context(settings, edition, tokens.for_html(), logo_url, words))
         )
         text = (
-            _environment(templates, autoescape=False)
+            _environment(templates, False, words)
             .get_template("digest.txt.j2")
-            .render(_context(settings, edition, tokens.for_text(), logo_url))
+            .render(_context(settings, edition, tokens.for_text(), logo_url, words))
         )
     except jinja2.TemplateError as exc:
         where = f"{getattr(exc, 'filename', '') or templates}:{getattr(exc, 'lineno', '') or ''}"
         raise RenderError(f"{where}: template error: {exc}") from None
     try:
         # fonts={}: MJML would otherwise add Google Fonts links for known families.
-        raw_html = mjml2html(mjml_source, disable_comments=True, fonts={})
+        raw_html = mjml2html(_mjml_safe(mjml_source), disable_comments=True, fonts={})
     except Exception as exc:  # mjml-python raises plain exceptions from Rust
         raise RenderError(f"{templates / 'digest.mjml.j2'}: MJML error: {exc}") from None
     # premailer's defaults would fetch remote CSS, drop the <style> blocks that
-    # hold the media queries and strip !important that those queries need.
+    # hold the media queries and strip !important that those queries need. Nor may it
+    # turn inlined CSS into width/height attributes: it rewrote MJML's width="600" on
+    # every picture to width="100%" height="auto", and Outlook for Windows sizes a
+    # picture by that attribute alone (MJML docs, mj-image; caniemail "width").
     html = Premailer(
         raw_html,
+        disable_basic_attributes=["width", "height"],
         allow_network=False,
         keep_style_tags=True,
         strip_important=False,

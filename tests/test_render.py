@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from datetime import UTC, date, datetime
+from itertools import pairwise
 
 import pytest
 from lxml import html as lxml_html
@@ -160,3 +161,98 @@ def test_an_edition_without_stories_still_renders_honestly(settings: Settings) -
     out = render(settings, empty)
     assert "More in News" not in out.html and "Most Read" not in out.html
     assert settings.newsroom.postal_address in out.html
+
+
+def test_preheader_alone_fills_the_inbox_preview(
+    settings: Settings, sample_edition: Edition
+) -> None:
+    """An inbox previews the body's first text, hidden or not: the preheader, then only
+    invisible spacer characters, so the date and "View in browser" never run into it."""
+    out = render(settings, sample_edition)
+    body_text = lxml_html.fromstring(out.html).xpath("//body")[0].text_content()
+    start = body_text.index(sample_edition.preheader)
+    assert body_text[:start].strip() == ""
+    preview = body_text[start + len(sample_edition.preheader) :][:200]
+    assert preview.strip("\u034f\u200c\u00a0 \n") == "", preview
+    # Hidden by display:none and Outlook's mso-hide, not by white-on-white text.
+    preheader = lxml_html.fromstring(out.html).xpath("//div[@class='preheader']")[0]
+    assert "display:none" in preheader.get("style") and "color" not in preheader.get("style")
+
+
+def test_gmail_clip_gate_refuses_a_send_unless_overridden(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digest import jobs, render_checks
+    from digest.render_checks import ClippedError
+
+    store = jobs.open_store(settings)
+    jobs.collect(settings, store)
+    jobs.sync_subscribers(settings, store)
+    jobs.draft(settings, store, DAY)
+    # The demo edition is about 60 KB; a lower limit stands in for a long edition.
+    monkeypatch.setattr(render_checks, "GMAIL_CLIP_BYTES", 20 * 1024)
+    with pytest.raises(ClippedError) as refused:
+        jobs.send(settings, store, DAY.isoformat())
+    message = str(refused.value)
+    assert "\n" not in message
+    assert re.search(r"the HTML is \d+ KB, \d+ KB over Gmail's 20 KB clip limit", message)
+    assert re.search(r"More in News \d+ KB \(8 stories, about \d\.\d KB each\)", message)
+    assert "digest edit --drop" in message and "--allow-clipped" in message
+    assert store.get_send(DAY.isoformat()) is None  # refused before anything was recorded
+    result = jobs.send(settings, store, DAY.isoformat(), allow_clipped=True)
+    assert result.state == "done" and result.sent == result.recipients > 0
+    store.close()
+
+
+def test_section_titles_are_headings_in_order_and_alt_text_is_short(
+    settings: Settings, sample_edition: Edition
+) -> None:
+    out = render(settings, sample_edition)
+    doc = lxml_html.fromstring(out.html)
+    headings = [(h.tag, " ".join(h.text_content().split())) for h in doc.xpath("//h1|//h2|//h3")]
+    assert headings[0] == ("h1", sample_edition.lead.story.title)  # type: ignore[union-attr]
+    assert [text for tag, text in headings if tag == "h2"] == ["More in News", "Most Read"]
+    assert [text for tag, text in headings if tag == "h3"] == [
+        p.story.title for p in sample_edition.more
+    ]
+    levels = [int(tag[1]) for tag, _ in headings]
+    assert all(b <= a + 1 for a, b in pairwise(levels))  # none skipped
+    alts = {img.get("src"): img.get("alt") for img in doc.xpath("//img")}
+    assert all(0 < len(alt) <= 125 for alt in alts.values()), alts
+    lead = sample_edition.lead.story  # type: ignore[union-attr]
+    # The lead's caption is two long sentences: the alt is the first, cut at a word; the
+    # whole caption stays visible under the picture.
+    lead_alt = doc.xpath("//*[contains(@class,'part-lead')]//img/@alt")[0]
+    assert lead_alt.endswith("…") and lead.image_caption.startswith(lead_alt[:-1])
+    assert lead.image_caption in " ".join(doc.text_content().split())
+    # "Nov." does not end a sentence.
+    assert "The Alaska State Capitol is seen on Tuesday, Nov. 25, 2025." in alts.values()
+    # The button names its story for a screen reader's list of links.
+    button = doc.xpath("//td[@class='button']/a")[0]
+    assert button.get("aria-label") == f"Read the story: {lead.title}"
+
+
+def test_pictures_keep_their_pixel_width_for_outlook(
+    settings: Settings, sample_edition: Edition
+) -> None:
+    """Outlook for Windows sizes a picture by its width attribute: premailer must not turn
+    MJML's width="600" into width="100%" (nor add height="auto" from the CSS)."""
+    out = render(settings, sample_edition)
+    widths = {img.get("width") for img in lxml_html.fromstring(out.html).xpath("//img")}
+    assert widths == {"240", "600", "180"}
+
+
+@pytest.mark.parametrize("brand", ["#1a4e8a", "#ffd400", "#000000", "#ffffff", "#e03a3e"])
+def test_any_brand_colour_gives_readable_text_in_light_and_dark(brand: str) -> None:
+    from digest.palette import contrast, palettes
+
+    for scheme in palettes(brand):
+        for text, background in (
+            (scheme.brand_text, scheme.card),
+            (scheme.text, scheme.card),
+            (scheme.headline, scheme.card),
+            (scheme.muted, scheme.card),
+            (scheme.footer, scheme.page),
+            (scheme.button_text, scheme.button),
+        ):
+            assert contrast(text, background) >= 4.5, (brand, text, background)

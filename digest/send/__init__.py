@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from digest.config import Settings
 from digest.errors import ConfigError
+from digest.locale import language
 from digest.models import Batch, Recipient, RenderedEdition
 from digest.send.base import Backend, Letter, PushResult
 
@@ -49,6 +50,7 @@ def letter_for(settings: Settings, rendered: RenderedEdition, *, test: bool = Fa
         list_id=f"{settings.newsroom.name} daily digest <digest.{host}>",
         categories=settings.delivery.categories,
         test=test,
+        greetings=language(settings.newsroom.locale, settings.templates_dir).greetings(),
     )
 
 

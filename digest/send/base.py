@@ -29,6 +29,11 @@ MESSAGE_POLICY = email.policy.SMTP.clone(max_line_length=998)
 #: UTF-8, which only an SMTPUTF8 transaction may carry. The default policy would
 #: put an RFC 2047 encoded-word inside the address, which RFC 2047 section 5 forbids.
 UTF8_MESSAGE_POLICY = MESSAGE_POLICY.clone(utf8=True)
+#: The parts' bodies are encoded under RFC 2045's own limit instead: quoted-printable
+#: and base64 lines of at most 76 characters (6.7, 6.8). Under MESSAGE_POLICY the
+#: encoder wrote 998-character quoted-printable lines, which SpamAssassin scores
+#: (MIME_QP_LONG_LINE, and LONGLN_LOW_CONTRAST with the hidden preheader).
+BODY_POLICY = MESSAGE_POLICY.clone(max_line_length=76)
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,9 @@ class Letter:
     list_id: str = ""
     categories: tuple[str, ...] = ()
     test: bool = False
+    #: The greeting with a reader's name and without, in the edition's language
+    #: (digest.locale.Language.greetings).
+    greetings: tuple[str, str] = ("Good morning, %(name)s.", "Good morning.")
 
     @property
     def is_list_mail(self) -> bool:
@@ -80,7 +88,7 @@ class Letter:
         """
         # A name comes from a CSV row or a signup form: inert like any content (tokens).
         name = inert_text(recipient.name)
-        greeting = f"Good morning, {name}." if name else "Good morning."
+        greeting = self.greetings[0] % {"name": name} if name else self.greetings[1]
         return self.tokens.values(
             html.escape(greeting), greeting, unsubscribe_url or self.unsubscribe_url(recipient)
         )
@@ -113,7 +121,9 @@ class Letter:
         to = _mailbox(recipient.name, recipient.email)
         # A non-ASCII local part makes it an RFC 6532 message (headers in UTF-8).
         international = not (sender.username.isascii() and to.username.isascii())
-        message = EmailMessage(policy=UTF8_MESSAGE_POLICY if international else MESSAGE_POLICY)
+        message = EmailMessage(
+            policy=BODY_POLICY.clone(utf8=True) if international else BODY_POLICY
+        )
         message["From"] = sender
         message["To"] = to
         message["Subject"] = self.subject
@@ -128,6 +138,8 @@ class Letter:
         message["X-Digest-Edition"] = self.edition
         message.set_content(text_part, subtype="plain", charset="utf-8")
         message.add_alternative(html_part, subtype="html", charset="utf-8")
+        # The bodies are encoded; headers fold at 998.
+        message.policy = UTF8_MESSAGE_POLICY if international else MESSAGE_POLICY
         return message
 
 
