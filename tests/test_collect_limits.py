@@ -507,11 +507,11 @@ def test_a_story_url_over_the_cap_is_skipped_and_a_picture_url_drops_the_picture
         datetime(2025, 12, 1, tzinfo=UTC), datetime(2025, 12, 9, tzinfo=UTC)
     )
     assert (story.title, story.image_url) == ("Long picture", "")
-    # [limits] url_max_chars is 2,048; the store's URL column holds 2,000 (pictures' any).
+    # [limits] url_max_chars is 2,000 by default, the store's URL column.
     assert messages(caplog, logging.WARNING) == [
-        f"{feed}: story 'Long link': its URL is over 2,000 characters (the store's URL "
-        "column; [limits] url_max_chars cannot raise it); skipped (a cut URL is a broken link)",
-        f"{feed}: story 'Long picture': its picture's URL is over 2,048 characters "
+        f"{feed}: story 'Long link': its URL is over 2,000 characters ([limits] "
+        "url_max_chars); skipped (a cut URL is a broken link)",
+        f"{feed}: story 'Long picture': its picture's URL is over 2,000 characters "
         "([limits] url_max_chars); kept without the picture",
     ]
 
