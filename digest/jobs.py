@@ -6,21 +6,23 @@ the web app all call them, so each does exactly the same thing from anywhere.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-# Not digest.render: it loads lxml, premailer and mjml (14 MB), which a send that
-# finds its copies rendered already never needs (rendered_copies imports it).
 from digest import rank
 from digest.collect import CollectResult, collect_all
 from digest.config import Settings
+from digest.copies import (
+    letters_for_send,
+    prepare_copies,
+    rendered_copies,
+    send_variants,
+    write_edition,
+)
 from digest.errors import DigestError, NotFoundError, SendError
 from digest.models import Batch, Edition, RenderedEdition
 from digest.send import letter_for, make_backend, send_now
@@ -40,7 +42,6 @@ from digest.send.ledger import (
 from digest.send.reports import doubt_note
 from digest.store import Store
 from digest.subscribers import ImportReport, normalise_email
-from digest.tokens import Tokens, fill
 
 log = logging.getLogger("digest.jobs")
 
@@ -126,86 +127,6 @@ def load_edition(store: Store, name: str) -> Edition:
     return edition
 
 
-def render_fingerprint(settings: Settings, edition: Edition) -> str:
-    """What a rendered copy of this edition was made from, as a digest: the edition's
-    picks and subject, the newsroom's settings the templates read, the templates and
-    the renderer's own code. A stored copy with another fingerprint is stale."""
-    state = dataclasses.asdict(edition)
-    state.pop("status")  # approving or sending an edition does not change its copy
-    made_of = hashlib.blake2b(digest_size=16)
-    made_of.update(
-        json.dumps(
-            [state, repr(settings.newsroom), repr(settings.campaign), settings.base_url],
-            default=str,
-            sort_keys=True,
-        ).encode()
-    )
-    templates = settings.templates_dir
-    for path in sorted(p for p in templates.rglob("*") if p.is_file()):
-        relative = path.relative_to(templates)
-        if relative.parts[0] == "web":  # the web app's pages: no email is made of them
-            continue
-        made_of.update(str(relative).encode() + b"\0" + path.read_bytes())
-    for module in (
-        "render.py",
-        "render_checks.py",
-        "locale.py",
-        "palette.py",
-        "campaign.py",
-        "tokens.py",
-        "media.py",
-    ):
-        made_of.update(Path(__file__).with_name(module).read_bytes())
-    return made_of.hexdigest()
-
-
-def rendered_copies(
-    settings: Settings,
-    store: Store,
-    edition: Edition,
-    variants: Iterable[str],
-    *,
-    keep: bool = False,
-    save: bool = True,
-) -> dict[str, RenderedEdition]:
-    """Each variant of the edition rendered (rank.variant_key; "" = the whole edition).
-
-    A stored copy is used when it was made from what it would be made from now;
-    otherwise the variant is rendered and (with `save`) stored. keep: the edition
-    has a send, and its stored copies are what part of the list already got: use
-    them as they are, so a resumed send or another worker mails the same thing
-    even if the templates changed since.
-    """
-    fingerprint = ""  # read the templates only if a copy needs checking
-    copies: dict[str, RenderedEdition] = {}
-    for key in sorted(set(variants)):
-        stored = store.load_render(edition.name, key)
-        if stored is not None and keep:
-            copies[key] = stored[1]
-            continue
-        fingerprint = fingerprint or render_fingerprint(settings, edition)
-        made_of = hashlib.blake2b(f"{fingerprint}|{key}".encode(), digest_size=16).hexdigest()
-        if stored is not None and stored[0] == made_of:
-            copies[key] = stored[1]
-            continue
-        from digest import render
-
-        rendered = render.render(settings, rank.variant(edition, key))
-        if save:
-            store.save_render(key, made_of, rendered)
-        copies[key] = rendered
-    return copies
-
-
-def prepare_copies(
-    settings: Settings, store: Store, edition: Edition, *, save: bool = True
-) -> dict[str, RenderedEdition]:
-    """The whole edition and one copy per section preference among today's subscribers."""
-    variants = {""} | {rank.variant_key(edition, s) for s in store.deliverable_sections()}
-    keep = store.get_send(edition.name) is not None
-    return rendered_copies(settings, store, edition, variants, keep=keep, save=save)
-
-
 def render_edition(
     settings: Settings, store: Store, name: str, *, sections: str = ""
 ) -> RenderedEdition:
@@ -215,62 +136,6 @@ def render_edition(
     key = rank.variant_key(edition, sections)
     keep = store.get_send(name) is not None
     return rendered_copies(settings, store, edition, [key], keep=keep)[key]
-
-
-def send_variants(store: Store, edition: Edition, send_id: int) -> dict[str, str]:
-    """Each section preference a send's batches were cut by -> the copy its readers get."""
-    return {
-        sections: rank.variant_key(edition, sections) for sections in store.send_sections(send_id)
-    }
-
-
-def letters_for_send(
-    settings: Settings, store: Store, edition: Edition, send_id: int
-) -> tuple[Letter, dict[str, Letter]]:
-    """The whole edition's letter, and the letter for each section preference the
-    send's batches were cut by: the copies stored for this edition, kept as they are."""
-    keys = send_variants(store, edition, send_id)
-    copies = rendered_copies(settings, store, edition, {"", *keys.values()}, keep=True)
-    letters = {key: letter_for(settings, rendered) for key, rendered in copies.items()}
-    return letters[""], {sections: letters[key] for sections, key in keys.items()}
-
-
-def preview_values(settings: Settings, rendered: RenderedEdition) -> dict[str, str]:
-    """Token values for a copy that nobody in particular reads (previews, the web view)."""
-    return Tokens(rendered.token_key).values(
-        "Good morning.", "Good morning.", f"{settings.base_url}/unsubscribe"
-    )
-
-
-def sent_copy(settings: Settings, store: Store, name: str) -> str | None:
-    """The whole edition's HTML as it went out, for the emails' "View in browser" link.
-
-    None until the edition has a send: a draft is the newsroom's until it is sent.
-    The reader's own values are filled as for a preview (preview_values).
-    """
-    if store.get_send(name) is None:
-        return None
-    stored = store.load_render(name, "")
-    if stored is None:
-        return None
-    return preview_html(settings, stored[1])
-
-
-def preview_html(settings: Settings, rendered: RenderedEdition) -> str:
-    """A rendered copy's HTML with nobody's values in it (preview_values): what an
-    editor previews and what the web copy of a sent edition shows."""
-    return fill(rendered.html, preview_values(settings, rendered))
-
-
-def write_edition(
-    settings: Settings, rendered: RenderedEdition, out_dir: Path, *, named_by: str = "--out"
-) -> tuple[Path, Path]:
-    """EDITION.html and EDITION.txt in out_dir; named_by: what named it, for the error."""
-    from digest import environment, render
-
-    environment.writable_folder(out_dir, named_by)
-    with environment.writing(out_dir, named_by):
-        return render.write(rendered, out_dir, preview_values(settings, rendered))
 
 
 def sync_subscribers(settings: Settings, store: Store) -> ImportReport | None:

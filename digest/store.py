@@ -242,7 +242,7 @@ renders = Table(
     metadata,
     Column("edition", String(10), ForeignKey("editions.name"), primary_key=True),
     Column("variant", String(2000), primary_key=True),
-    # What went into it (jobs.render_fingerprint): a different one means re-render.
+    # What went into it (copies.render_fingerprint): a different one means re-render.
     Column("fingerprint", String(64), nullable=False),
     Column("subject", Text, nullable=False),
     Column("preheader", Text, nullable=False),

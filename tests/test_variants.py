@@ -24,7 +24,7 @@ import pytest
 from fakes.newsroom import SECRET, copy_newsroom, with_delivery
 from fakes.sendgrid_server import DEFAULT_KEY, FakeSendGrid
 
-from digest import config, jobs, rank
+from digest import config, copies, jobs, rank
 from digest.config import Settings
 from digest.models import Edition, Pick, Story
 
@@ -202,12 +202,12 @@ def test_a_web_page_template_change_leaves_the_email_copies_as_they_are(
     store = jobs.open_store(settings)
     jobs.collect(settings, store)
     edition = jobs.draft(settings, store, DAY)
-    before = jobs.render_fingerprint(settings, edition)
+    before = copies.render_fingerprint(settings, edition)
     page = tmp_path / "templates" / "web" / "editor.html.j2"
     page.write_text(page.read_text() + "<!-- a new button -->")
-    assert jobs.render_fingerprint(settings, edition) == before
+    assert copies.render_fingerprint(settings, edition) == before
     _mark_footer(tmp_path / "templates", "AN EMAIL CHANGE")
-    assert jobs.render_fingerprint(settings, edition) != before
+    assert copies.render_fingerprint(settings, edition) != before
     store.close()
 
 

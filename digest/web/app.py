@@ -27,7 +27,7 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from digest import jobs, media
+from digest import copies, jobs, media
 from digest.config import Settings
 from digest.send import sendgrid_events
 from digest.send.durable import is_transient, reason
@@ -108,7 +108,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     async def edition(request: Request) -> Response:
         # The "View in browser" link of every email. Only an edition that has gone
         # out (it has a send) is public: a draft is the newsroom's until it is sent.
-        html = await run_in_threadpool(jobs.sent_copy, settings, db, request.path_params["name"])
+        html = await run_in_threadpool(copies.sent_copy, settings, db, request.path_params["name"])
         if html is None:
             return pages.render("edition_missing.html.j2", status=404)
         return HTMLResponse(html, headers=_EDITION_HEADERS)

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from digest import editor, jobs
+from digest import copies, editor, jobs
 from digest.collect.urls import is_safe_link
 from digest.config import Settings
 from digest.errors import DigestError, NotFoundError
@@ -140,7 +140,7 @@ def routes(settings: Settings, store: Store, pages: Pages, guard: Guard) -> list
             )
         # The newsroom's published pictures (digest.media) from this very server, so the
         # preview shows them wherever the editor reaches it, not only at base_url.
-        html = jobs.preview_html(settings, rendered).replace(
+        html = copies.preview_html(settings, rendered).replace(
             f'src="{settings.base_url}/media/', 'src="/media/'
         )
         return Response(html, media_type="text/html", headers=PREVIEW_HEADERS)
