@@ -466,6 +466,18 @@ class SubscriberWrite:
     repeated: list[str] = field(default_factory=list)  # written earlier in the same import
 
 
+def claimed_batch(send_id: int, row: Any) -> Batch:
+    """A batch as a claim returns it (number, recipients, attempts, sections), in hand."""
+    return Batch(
+        send_id=send_id,
+        number=row.number,
+        recipients=list(map(Recipient._make, json.loads(row.recipients))),
+        state="sending",
+        attempts=row.attempts,
+        sections=row.sections,
+    )
+
+
 class Store:
     """The database behind every stage. One per process; connections are pooled."""
 
@@ -1225,16 +1237,7 @@ class Store:
                     send_batches.c.sections,
                 )
             ).first()
-        if row is None:
-            return None
-        return Batch(
-            send_id=send_id,
-            number=row.number,
-            recipients=list(map(Recipient._make, json.loads(row.recipients))),
-            state="sending",
-            attempts=row.attempts,
-            sections=row.sections,
-        )
+        return None if row is None else claimed_batch(send_id, row)
 
     def send_sections(self, send_id: int) -> list[str]:
         """The section preferences a send's batches were cut by ("" = none)."""

@@ -6,15 +6,22 @@ the few ledger queries that only the in-doubt rules need (send/doubt.py, send/le
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Column, Index, Integer, String, Table, func, select, update
 
-from digest.models import Batch, Recipient
-from digest.store import Store, UTCDateTime, _insert_for, metadata, now, send_batches
+from digest.models import Batch
+from digest.store import (
+    Store,
+    UTCDateTime,
+    _insert_for,
+    claimed_batch,
+    metadata,
+    now,
+    send_batches,
+)
 
 #: One row per event, keyed by SendGrid's own sg_event_id: SendGrid may post an
 #: event more than once ("Duplicate events", Event Webhook Reference), so a repeat
@@ -148,13 +155,4 @@ def claimed_with(store: Store, send_id: int, token: str) -> Batch | None:
                 send_batches.c.state == "sending",
             )
         ).first()
-    if row is None:
-        return None
-    return Batch(
-        send_id=send_id,
-        number=row.number,
-        recipients=list(map(Recipient._make, json.loads(row.recipients))),
-        state="sending",
-        attempts=row.attempts,
-        sections=row.sections,
-    )
+    return None if row is None else claimed_batch(send_id, row)

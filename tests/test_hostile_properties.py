@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import re
 import shutil
-from datetime import UTC, datetime
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 import pytest
+from fakes.editions import edition_of
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from lxml import html as lxml_html
@@ -24,7 +24,7 @@ from lxml import html as lxml_html
 from digest import config
 from digest.collect.feeds import parse_feed
 from digest.config import Settings
-from digest.models import Edition, Pick, Recipient
+from digest.models import Edition, Recipient
 from digest.render import render
 from digest.send import letter_for
 
@@ -120,19 +120,7 @@ def newsroom_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 def _edition(items: list[dict[str, str]]) -> Edition:
     stories = parse_feed(_feed(items), "hostile.xml", "https://wire.example/feed.xml")
     assume(stories)
-    t = datetime(2025, 12, 5, 14, tzinfo=UTC)
-    lead, *more = stories
-    return Edition(
-        name="2025-12-05",
-        send_at=t,
-        window_start=t,
-        window_end=t,
-        subject=lead.title,
-        preheader=lead.dek,
-        lead=Pick(lead, "lead", 1, 0.9),
-        more=[Pick(s, "more", n, 0.5) for n, s in enumerate(more, start=1)],
-        most_read=[Pick(s, "most_read", n, 0.1, views=5) for n, s in enumerate(stories, 1)],
-    )
+    return edition_of(stories)
 
 
 @settings(

@@ -4,38 +4,29 @@ from __future__ import annotations
 
 import re
 import shutil
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
+from fakes.editions import T, edition_of
 from PIL import Image
 from test_web import serving
 
 from digest import media
 from digest.config import Settings
-from digest.models import Edition, Pick, Story
+from digest.models import Edition, Story
 from digest.render import render
 from digest.web import create_app
 
-T = datetime(2025, 12, 5, 14, tzinfo=UTC)
-
 
 def _edition(*image_urls: str) -> Edition:
-    stories = [
-        Story(url=f"https://news.example.org/{n}", title=f"Story {n}", published_at=T, image_url=u)
-        for n, u in enumerate(image_urls, start=1)
-    ]
-    lead, *more = stories
-    return Edition(
-        name="2025-12-05",
-        send_at=T,
-        window_start=T,
-        window_end=T,
-        subject="s",
-        preheader="p",
-        lead=Pick(lead, "lead", 1, 0.9),
-        more=[Pick(s, "more", n, 0.5) for n, s in enumerate(more, start=1)],
+    return edition_of(
+        [
+            Story(
+                url=f"https://news.example.org/{n}", title=f"Story {n}", published_at=T, image_url=u
+            )
+            for n, u in enumerate(image_urls, start=1)
+        ]
     )
 
 
