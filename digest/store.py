@@ -1355,8 +1355,8 @@ class Store:
             return conn.execute(select(sends).order_by(sends.c.edition.desc())).all()
 
     # -- scheduling ---------------------------------------------------------------
-    # Queries for digest/schedule.py: the job_runs record (one row per job and fire
-    # time) and the single-active-scheduler lease.
+    # Queries for digest/schedule/: the job_runs record (one row per job and fire
+    # time, runner.py) and the single-active-scheduler lease (leases.py).
 
     def claim_job_run(
         self,
