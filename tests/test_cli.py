@@ -147,6 +147,31 @@ def test_every_command_explains_itself(command: list[str], tmp_path: Path) -> No
     assert "--config" in result.stdout or "Commands" in result.stdout
 
 
+def test_version(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    result = digest("--version", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"digest {version('digest')}\n"
+
+
+def test_config_before_the_command_as_after_it(newsroom: Path) -> None:
+    (newsroom / "digest.toml").rename(newsroom / "paper.toml")
+    before = digest("--config", "paper.toml", "collect", cwd=newsroom)
+    assert before.returncode == 0, before.stderr
+    assert "11 new stories" in before.stdout
+    nested = digest("-c", "paper.toml", "subscribers", "list", cwd=newsroom)
+    assert nested.returncode == 0, nested.stderr
+    # Given both ways, the one after the command wins; either wins over DIGEST_CONFIG.
+    both = digest("-c", "missing.toml", "draft", "-c", "paper.toml", cwd=newsroom)
+    assert both.returncode == 0, both.stderr
+    over_env = digest("-c", "paper.toml", "draft", cwd=newsroom, env={"DIGEST_CONFIG": "x.toml"})
+    assert over_env.returncode == 0, over_env.stderr
+    missing = digest("-c", "missing.toml", "draft", cwd=newsroom)
+    assert missing.returncode == 2
+    assert missing.stderr.startswith("error: missing.toml: no such settings file")
+
+
 def test_unknown_edition_says_what_to_do(newsroom: Path) -> None:
     result = digest("render", "2031-01-01", cwd=newsroom)
     assert result.returncode == 1

@@ -16,9 +16,15 @@ that use them, so that `digest --help` and every other command start fast.
 
 from __future__ import annotations
 
+import os
+from importlib.metadata import version as installed_version
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 from digest.cli import editions, schedule, sending, subscribers, web
+from digest.cli.base import console
 
 app = typer.Typer(
     help="The daily news digest: collect stories, rank them, render the email, send it once.",
@@ -33,6 +39,39 @@ app.add_typer(sending.app)
 app.add_typer(web.app)
 app.add_typer(schedule.app)
 app.add_typer(subscribers.app, name="subscribers")
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        console.print(f"digest {installed_version('digest')}", markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _digest(
+    config_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="The newsroom's settings file: the same as --config after the command "
+            "(which wins if both are given).",
+            show_default=False,
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    # Every command reads its own --config, which falls back on DIGEST_CONFIG; setting
+    # that here, before click parses the command, gives `digest -c x.toml draft` the
+    # order an operator expects: --config after the command, then before it, then the
+    # environment, then digest.toml.
+    if config_path is not None:
+        os.environ["DIGEST_CONFIG"] = str(config_path)
 
 
 def main() -> None:
