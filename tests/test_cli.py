@@ -172,6 +172,16 @@ def test_config_before_the_command_as_after_it(newsroom: Path) -> None:
     assert missing.stderr.startswith("error: missing.toml: no such settings file")
 
 
+def test_flags_show_no_value_in_help(tmp_path: Path) -> None:
+    # `--dry-run <bool>` reads as if it wanted `--dry-run true`.
+    for command in ([], ["send"], ["subscribers"]):
+        shown = digest(*command, "--help", cwd=tmp_path, env={"COLUMNS": "100"})
+        assert shown.returncode == 0, shown.stderr
+        assert "<bool>" not in shown.stdout and "--help " in shown.stdout
+    sent = digest("send", "--help", cwd=tmp_path, env={"COLUMNS": "100"}).stdout
+    assert "<str>" in sent and "--dry-run  " in sent
+
+
 def test_unknown_edition_says_what_to_do(newsroom: Path) -> None:
     result = digest("render", "2031-01-01", cwd=newsroom)
     assert result.returncode == 1

@@ -24,9 +24,10 @@ from typing import Annotated
 import typer
 
 from digest.cli import editions, schedule, sending, subscribers, web
-from digest.cli.base import console
+from digest.cli.base import Group, console
 
 app = typer.Typer(
+    cls=Group,
     help="The daily news digest: collect stories, rank them, render the email, send it once.",
     no_args_is_help=True,
     add_completion=False,

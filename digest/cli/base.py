@@ -10,10 +10,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from digest import config, jobs
 from digest.errors import DigestError
@@ -22,6 +23,28 @@ from digest.store import Store
 # soft_wrap: a path or an error stays on one line, whatever the terminal width.
 console = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+class _FlagsTakeNoValue:
+    """Help that shows a flag as what it is: `--json` alone. Typer writes `<bool>` beside
+    every flag (`--json <bool>`), as if it wanted `--json true`; an empty metavar is
+    what typer prints instead of the type."""
+
+    def get_params(self, ctx: typer.Context) -> list[Any]:
+        params: list[Any] = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class Command(_FlagsTakeNoValue, TyperCommand):
+    """Every `digest` command: `@app.command(cls=Command)`."""
+
+
+class Group(_FlagsTakeNoValue, TyperGroup):
+    """`digest` and `digest subscribers`: `typer.Typer(cls=Group)`."""
+
 
 ConfigOption = Annotated[
     Path,

@@ -14,6 +14,7 @@ from rich.table import Table
 from digest import editor, jobs
 from digest.cli.base import (
     AllowClippedOption,
+    Command,
     ConfigOption,
     DateOption,
     console,
@@ -87,7 +88,7 @@ def _print_edition(edition: Edition) -> None:
         console.print(table)
 
 
-@app.command()
+@app.command(cls=Command)
 def run(
     config_path: ConfigOption = Path("digest.toml"),
     day: DateOption = None,
@@ -141,7 +142,7 @@ def run(
             raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=Command)
 def collect(
     config_path: ConfigOption = Path("digest.toml"),
     source: Annotated[
@@ -176,7 +177,7 @@ def collect(
             raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=Command)
 def draft(
     config_path: ConfigOption = Path("digest.toml"),
     day: DateOption = None,
@@ -238,7 +239,7 @@ def _print_editor_view(view: editor.EditorView) -> None:
             console.print(f"  {when}  {event.who}: {event.action}", markup=False)
 
 
-@app.command()
+@app.command(cls=Command)
 def edit(
     edition: EditionArgument = None,
     lead: Annotated[str | None, typer.Option(help="Make this story the lead.")] = None,
@@ -286,7 +287,7 @@ def edit(
         _print_editor_view(editor.view(settings, store, name))
 
 
-@app.command()
+@app.command(cls=Command)
 def approve(
     edition: EditionArgument = None,
     withdraw: Annotated[
@@ -308,7 +309,7 @@ def approve(
         console.print(f"[green]✓[/green] Edition {name} approved: {approved.subject}")
 
 
-@app.command()
+@app.command(cls=Command)
 def render(
     edition: Annotated[str, typer.Argument(help="The edition's date, YYYY-MM-DD.")],
     out: Annotated[

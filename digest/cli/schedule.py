@@ -8,12 +8,12 @@ from typing import Annotated
 
 import typer
 
-from digest.cli.base import ConfigOption, console, print_error, session
+from digest.cli.base import Command, ConfigOption, console, print_error, session
 
 app = typer.Typer()
 
 
-@app.command()
+@app.command(cls=Command)
 def schedule(
     config_path: ConfigOption = Path("digest.toml"),
     next_count: Annotated[

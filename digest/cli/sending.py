@@ -29,6 +29,7 @@ from rich.table import Table
 from digest import config, jobs
 from digest.cli.base import (
     AllowClippedOption,
+    Command,
     ConfigOption,
     at_least,
     console,
@@ -135,7 +136,7 @@ def print_send(result: SendReport, delivery: config.Delivery) -> None:
         console.print(result.note, highlight=False, markup=False)
 
 
-@app.command()
+@app.command(cls=Command)
 def send(
     edition: Annotated[str, typer.Argument(help="The edition's date, YYYY-MM-DD.")],
     config_path: ConfigOption = Path("digest.toml"),
@@ -215,7 +216,7 @@ def send(
             raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=Command)
 def sends(
     edition: Annotated[
         str | None, typer.Argument(help="Show one edition's send in detail.")
@@ -293,7 +294,7 @@ def sends(
                 console.print(rows[0].note, markup=False)
 
 
-@app.command()
+@app.command(cls=Command)
 def worker(
     config_path: ConfigOption = Path("digest.toml"),
     backend: Annotated[

@@ -16,12 +16,23 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from digest.cli.base import ConfigOption, console, email_address, err, print_error, session
+from digest.cli.base import (
+    Command,
+    ConfigOption,
+    Group,
+    console,
+    email_address,
+    err,
+    print_error,
+    session,
+)
 
-app = typer.Typer(help="Import, export, list, add and remove subscribers.", no_args_is_help=True)
+app = typer.Typer(
+    cls=Group, help="Import, export, list, add and remove subscribers.", no_args_is_help=True
+)
 
 
-@app.command("import")
+@app.command("import", cls=Command)
 def subscribers_import(
     file: Annotated[
         Path, typer.Argument(help="CSV with an email column; name, sections, status optional.")
@@ -59,7 +70,7 @@ def subscribers_import(
     )
 
 
-@app.command("export")
+@app.command("export", cls=Command)
 def subscribers_export(
     file: Annotated[Path, typer.Argument(help="Where to write the CSV.")],
     config_path: ConfigOption = Path("digest.toml"),
@@ -72,7 +83,7 @@ def subscribers_export(
         console.print(f"{export_csv(store, file):,} subscribers written to {file}")
 
 
-@app.command("list")
+@app.command("list", cls=Command)
 def subscribers_list(
     config_path: ConfigOption = Path("digest.toml"),
     status: Annotated[
@@ -101,7 +112,7 @@ def subscribers_list(
             )
 
 
-@app.command("show")
+@app.command("show", cls=Command)
 def subscribers_show(
     email: Annotated[str, typer.Argument(help="The address.")],
     config_path: ConfigOption = Path("digest.toml"),
@@ -150,7 +161,7 @@ def subscribers_show(
             console.print("no edition has been sent to this address yet")
 
 
-@app.command("add")
+@app.command("add", cls=Command)
 def subscribers_add(
     email: Annotated[str, typer.Argument(help="The address.")],
     name: Annotated[str, typer.Option(help="The reader's name.")] = "",
@@ -174,7 +185,7 @@ def subscribers_add(
             console.print(f"{address} {'added' if added else 'updated'}")
 
 
-@app.command("remove")
+@app.command("remove", cls=Command)
 def subscribers_remove(
     email: Annotated[str, typer.Argument(help="The address.")],
     config_path: ConfigOption = Path("digest.toml"),

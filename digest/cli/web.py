@@ -9,12 +9,12 @@ from typing import Annotated
 
 import typer
 
-from digest.cli.base import ConfigOption, session
+from digest.cli.base import Command, ConfigOption, session
 
 app = typer.Typer()
 
 
-@app.command()
+@app.command(cls=Command)
 def web(
     config_path: ConfigOption = Path("digest.toml"),
     host: Annotated[
