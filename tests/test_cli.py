@@ -182,6 +182,13 @@ def test_flags_show_no_value_in_help(tmp_path: Path) -> None:
     assert "<str>" in sent and "--dry-run  " in sent
 
 
+def test_sends_of_an_edition_never_sent_is_an_error_line(newsroom: Path) -> None:
+    result = digest("sends", "2031-01-01", cwd=newsroom)
+    assert result.returncode == 1
+    assert result.stderr == "error: no send for edition 2031-01-01\n"
+    assert result.stdout == ""
+
+
 def test_unknown_edition_says_what_to_do(newsroom: Path) -> None:
     result = digest("render", "2031-01-01", cwd=newsroom)
     assert result.returncode == 1

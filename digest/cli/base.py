@@ -64,12 +64,16 @@ AllowClippedOption = Annotated[
 
 
 class _OneLine(logging.Formatter):
-    """`warning: <file>: line 7: ...`: one line per problem, never wrapped."""
+    """`warning: <file>: line 7: ...`: one line per problem, never wrapped. Every problem
+    line starts with `error:` or `warning:`, whatever the level's name (a CRITICAL is
+    an error to an operator)."""
 
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage().replace("\n", " ")
+        if record.levelno >= logging.ERROR:
+            return f"error: {message}"
         if record.levelno >= logging.WARNING:
-            return f"{record.levelname.lower()}: {message}"
+            return f"warning: {message}"
         return message
 
 

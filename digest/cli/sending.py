@@ -78,7 +78,7 @@ def stop_on_signal() -> Iterator[threading.Event]:
     def handler(signum: int, _frame: Any) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
-        err.print("[yellow]stopping after the current batch (again to abort)[/yellow]")
+        err.print("[yellow]warning: stopping after the current batch (again to abort)[/yellow]")
         stop.set()
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -236,7 +236,7 @@ def sends(
     with session(config_path) as (settings, store):
         rows = [r for r in store.list_sends() if edition is None or r.edition == edition]
         if edition and not rows:
-            console.print(f"no send for edition {edition}")
+            print_error(f"no send for edition {edition}")
             raise typer.Exit(1)
         wait = settings.delivery.event_wait_seconds
         reports = [report(store, row.id, event_wait=wait) for row in rows]
