@@ -189,6 +189,24 @@ def test_sends_of_an_edition_never_sent_is_an_error_line(newsroom: Path) -> None
     assert result.stdout == ""
 
 
+def test_counts_agree_with_their_nouns(newsroom: Path) -> None:
+    from digest.cli.base import counted
+
+    assert [counted(n, "source") for n in (0, 1, 2, 1200)] == [
+        "0 sources",
+        "1 source",
+        "2 sources",
+        "1,200 sources",
+    ]
+    assert counted(1, "batch", "batches") == "1 batch" and counted(3, "try", "tries") == "3 tries"
+    (newsroom / "one.csv").write_text("email\nann@example.org\n", encoding="utf-8")
+    imported = digest("subscribers", "import", "one.csv", cwd=newsroom)
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.startswith("1 row: 1 added, 0 updated, 0 rejected, 0 duplicates,")
+    exported = digest("subscribers", "export", "out.csv", cwd=newsroom)
+    assert exported.stdout.startswith("1 subscriber written to out.csv")
+
+
 def test_unknown_edition_says_what_to_do(newsroom: Path) -> None:
     result = digest("render", "2031-01-01", cwd=newsroom)
     assert result.returncode == 1

@@ -86,6 +86,11 @@ def _setup_logging(verbose: bool = False) -> None:
     root.propagate = False
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """A count that agrees with its noun: `1 source`, `2 sources`, `1,200 recipients`."""
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
+
+
 def print_error(message: str) -> None:
     """One line on stderr. Plain text: our messages hold [sections] that are not markup."""
     sys.stderr.write(f"error: {message}\n")

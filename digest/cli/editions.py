@@ -18,6 +18,7 @@ from digest.cli.base import (
     ConfigOption,
     DateOption,
     console,
+    counted,
     local_day,
     session,
 )
@@ -113,15 +114,16 @@ def run(
             highlight=False,
         )
         console.print(
-            f"collected: {c.new} new, {c.updated} updated stories; "
-            f"{c.pageview_rows} page-view rows"
-            + (f"; {len(c.failed_sources)} sources failed" if c.failed_sources else "")
+            f"collected: {c.new} new, {counted(c.updated, 'updated story', 'updated stories')}; "
+            f"{counted(c.pageview_rows, 'page-view row')}"
+            + (f"; {counted(len(c.failed_sources), 'source')} failed" if c.failed_sources else "")
         )
         if summary.subscribers:
             s = summary.subscribers
             console.print(
-                f"subscribers: {s.read} rows read, {s.added} added, {s.updated} updated, "
-                f"{len(s.rejected)} rejected, {s.duplicates} duplicates, "
+                f"subscribers: {counted(s.read, 'row')} read, {s.added} added, "
+                f"{s.updated} updated, {len(s.rejected)} rejected, "
+                f"{counted(s.duplicates, 'duplicate')}, "
                 f"{s.kept_out} left earlier and stay unsubscribed"
             )
         e = summary.edition
@@ -169,11 +171,12 @@ def collect(
     with session(config_path) as (settings, store):
         result = jobs.collect(settings, store, source, pages=page, cms=cms)
         console.print(
-            f"{result.new} new stories, {result.updated} updated, "
-            f"{result.pageview_rows} page-view rows"
+            f"{counted(result.new, 'new story', 'new stories')}, {result.updated} updated, "
+            f"{counted(result.pageview_rows, 'page-view row')}"
         )
         if result.failed_sources:
-            console.print(f"[red]{len(result.failed_sources)} sources could not be read[/red]")
+            failed = counted(len(result.failed_sources), "source")
+            console.print(f"[red]{failed} could not be read[/red]")
             raise typer.Exit(1)
 
 

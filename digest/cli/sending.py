@@ -33,6 +33,7 @@ from digest.cli.base import (
     ConfigOption,
     at_least,
     console,
+    counted,
     email_address,
     err,
     print_error,
@@ -110,9 +111,8 @@ def _batches(numbers: list[int]) -> str:
 def print_send(result: SendReport, delivery: config.Delivery) -> None:
     console.print(
         f"send {result.edition} via {result.backend}: {result.state}; "
-        f"{result.sent:,} of {result.recipients:,} recipients sent "
-        f"({result.sent_now:,} now) in {result.batches:,} "
-        f"{'batch' if result.batches == 1 else 'batches'}",
+        f"{result.sent:,} of {counted(result.recipients, 'recipient')} sent "
+        f"({result.sent_now:,} now) in {counted(result.batches, 'batch', 'batches')}",
         highlight=False,
     )
     if result.settled_now:
@@ -123,14 +123,15 @@ def print_send(result: SendReport, delivery: config.Delivery) -> None:
         )
     if result.in_doubt:
         console.print(
-            f"[yellow]{result.in_doubt:,} recipients in doubt[/yellow] "
+            f"[yellow]{counted(result.in_doubt, 'recipient')} in doubt[/yellow] "
             f"(batches {_batches(result.in_doubt_batches)}): they may or may not have been "
             f"sent; {escape(_blast_radius(delivery))}",
             highlight=False,
         )
     if result.failed:
         console.print(
-            f"[red]{result.failed:,} recipients in failed batches[/red]; see `digest sends`"
+            f"[red]{counted(result.failed, 'recipient')} in failed batches[/red]; "
+            "see `digest sends`"
         )
     if result.note and result.state != "done":
         console.print(result.note, highlight=False, markup=False)
@@ -179,7 +180,9 @@ def send(
             test = [email_address(address, "--test") for address in test]
             count = jobs.send_test(settings, store, edition, test, backend, sections=sections)
             copy = f" (the copy for {sections!r})" if sections else ""
-            console.print(f"test copy of {edition}{copy} sent to {count} address(es)")
+            console.print(
+                f"test copy of {edition}{copy} sent to {counted(count, 'address', 'addresses')}"
+            )
             return
         if dry_run:
             d = jobs.dry_run(settings, store, edition, backend)
@@ -190,7 +193,8 @@ def send(
                 else ""
             )
             console.print(
-                f"dry run: {d.recipients:,} recipients in {d.batches:,} batches "
+                f"dry run: {counted(d.recipients, 'recipient')} in "
+                f"{counted(d.batches, 'batch', 'batches')} "
                 f"(largest {d.largest_batch:,}); {d.copies} "
                 f"{'copy' if d.copies == 1 else 'copies'} of the edition (by section "
                 f"preference); up to {d.bytes_per_message // 1024} KB "
@@ -284,8 +288,9 @@ def sends(
                     console.print(in_doubt_line(reports[0], b, wait, detail), markup=False)
                 else:
                     console.print(
-                        f"batch {b.number} ({b.size} recipients) failed after {b.attempts} "
-                        f"tries: {b.response_code or ''} {b.error or ''}".rstrip(),
+                        f"batch {b.number} ({counted(b.size, 'recipient')}) failed after "
+                        f"{counted(b.attempts, 'try', 'tries')}: "
+                        f"{b.response_code or ''} {b.error or ''}".rstrip(),
                         markup=False,
                     )
             for number, error in store.refusals(rows[0].id):
@@ -316,4 +321,4 @@ def worker(
     at_least("--poll", poll, 0.1)
     with session(config_path) as (settings, store), stop_on_signal() as stop:
         sent = jobs.work(settings, store, backend=backend, once=once, poll_seconds=poll, stop=stop)
-        console.print(f"worker: {sent:,} recipients sent")
+        console.print(f"worker: {counted(sent, 'recipient')} sent")

@@ -21,6 +21,7 @@ from digest.cli.base import (
     ConfigOption,
     Group,
     console,
+    counted,
     email_address,
     err,
     print_error,
@@ -59,13 +60,13 @@ def subscribers_import(
         task = bar.add_task("import", total=size or None, rows="")
 
         def on_progress(report: ImportReport) -> None:
-            bar.update(task, completed=report.bytes_read, rows=f"{report.read:,} rows")
+            bar.update(task, completed=report.bytes_read, rows=counted(report.read, "row"))
 
         r = import_subscribers(store, file, on_progress=on_progress)
-        bar.update(task, completed=size, rows=f"{r.read:,} rows")
+        bar.update(task, completed=size, rows=counted(r.read, "row"))
     console.print(
-        f"{r.read:,} rows: {r.added:,} added, {r.updated:,} updated, "
-        f"{len(r.rejected):,} rejected, {r.duplicates:,} duplicates, "
+        f"{counted(r.read, 'row')}: {r.added:,} added, {r.updated:,} updated, "
+        f"{len(r.rejected):,} rejected, {counted(r.duplicates, 'duplicate')}, "
         f"{r.kept_out:,} had left and stay unsubscribed"
     )
 
@@ -80,7 +81,8 @@ def subscribers_export(
     from digest.subscribers import export_csv
 
     with session(config_path) as (_settings, store), writing(file):
-        console.print(f"{export_csv(store, file):,} subscribers written to {file}")
+        written = counted(export_csv(store, file), "subscriber")
+        console.print(f"{written} written to {file}")
 
 
 @app.command("list", cls=Command)
