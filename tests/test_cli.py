@@ -147,6 +147,66 @@ def test_every_command_explains_itself(command: list[str], tmp_path: Path) -> No
     assert "--config" in result.stdout or "Commands" in result.stdout
 
 
+def test_version(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    result = digest("--version", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"digest {version('digest')}\n"
+
+
+def test_config_before_the_command_as_after_it(newsroom: Path) -> None:
+    (newsroom / "digest.toml").rename(newsroom / "paper.toml")
+    before = digest("--config", "paper.toml", "collect", cwd=newsroom)
+    assert before.returncode == 0, before.stderr
+    assert "11 new stories" in before.stdout
+    nested = digest("-c", "paper.toml", "subscribers", "list", cwd=newsroom)
+    assert nested.returncode == 0, nested.stderr
+    # Given both ways, the one after the command wins; either wins over DIGEST_CONFIG.
+    both = digest("-c", "missing.toml", "draft", "-c", "paper.toml", cwd=newsroom)
+    assert both.returncode == 0, both.stderr
+    over_env = digest("-c", "paper.toml", "draft", cwd=newsroom, env={"DIGEST_CONFIG": "x.toml"})
+    assert over_env.returncode == 0, over_env.stderr
+    missing = digest("-c", "missing.toml", "draft", cwd=newsroom)
+    assert missing.returncode == 2
+    assert missing.stderr.startswith("error: missing.toml: no such settings file")
+
+
+def test_flags_show_no_value_in_help(tmp_path: Path) -> None:
+    # `--dry-run <bool>` reads as if it wanted `--dry-run true`.
+    for command in ([], ["send"], ["subscribers"]):
+        shown = digest(*command, "--help", cwd=tmp_path, env={"COLUMNS": "100"})
+        assert shown.returncode == 0, shown.stderr
+        assert "<bool>" not in shown.stdout and "--help " in shown.stdout
+    sent = digest("send", "--help", cwd=tmp_path, env={"COLUMNS": "100"}).stdout
+    assert "<str>" in sent and "--dry-run  " in sent
+
+
+def test_sends_of_an_edition_never_sent_is_an_error_line(newsroom: Path) -> None:
+    result = digest("sends", "2031-01-01", cwd=newsroom)
+    assert result.returncode == 1
+    assert result.stderr == "error: no send for edition 2031-01-01\n"
+    assert result.stdout == ""
+
+
+def test_counts_agree_with_their_nouns(newsroom: Path) -> None:
+    from digest.cli.base import counted
+
+    assert [counted(n, "source") for n in (0, 1, 2, 1200)] == [
+        "0 sources",
+        "1 source",
+        "2 sources",
+        "1,200 sources",
+    ]
+    assert counted(1, "batch", "batches") == "1 batch" and counted(3, "try", "tries") == "3 tries"
+    (newsroom / "one.csv").write_text("email\nann@example.org\n", encoding="utf-8")
+    imported = digest("subscribers", "import", "one.csv", cwd=newsroom)
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.startswith("1 row: 1 added, 0 updated, 0 rejected, 0 duplicates,")
+    exported = digest("subscribers", "export", "out.csv", cwd=newsroom)
+    assert exported.stdout.startswith("1 subscriber written to out.csv")
+
+
 def test_unknown_edition_says_what_to_do(newsroom: Path) -> None:
     result = digest("render", "2031-01-01", cwd=newsroom)
     assert result.returncode == 1

@@ -281,7 +281,7 @@ def test_a_400_mb_response_is_one_line_and_the_other_feed_is_read_in_little_memo
     # Exit 1 says a source could not be read, as for a 404; the rest was collected.
     assert ran.returncode == 1
     assert f"{SAMPLE_STORIES} new stories" in ran.stdout
-    assert "1 sources could not be read" in ran.stdout
+    assert "1 source could not be read" in ran.stdout
     assert ran.peak_mb < 300, f"peak RSS {ran.peak_mb:.0f} MB"
 
 

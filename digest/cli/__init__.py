@@ -1,0 +1,79 @@
+"""`digest ...`: the command line. A thin shell over digest.jobs; no logic of its own.
+
+One module per command group, each with its own `typer.Typer`, assembled here in the
+order `digest --help` lists them:
+
+- `editions`: run, collect, draft, edit, approve, render (stories and editions)
+- `sending`: send, sends, worker
+- `web`: web
+- `schedule`: schedule
+- `subscribers`: the `digest subscribers ...` group
+- `base`: what they share (consoles, the `error:` line, common options, the session)
+
+Heavy imports (collectors, the PostgreSQL dialect, uvicorn) stay inside the commands
+that use them, so that `digest --help` and every other command start fast.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib.metadata import version as installed_version
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from digest.cli import editions, schedule, sending, subscribers, web
+from digest.cli.base import Group, console
+
+app = typer.Typer(
+    cls=Group,
+    help="The daily news digest: collect stories, rank them, render the email, send it once.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+# Without a name, a group's commands join `digest` itself (`digest send`, not
+# `digest sending send`).
+app.add_typer(editions.app)
+app.add_typer(sending.app)
+app.add_typer(web.app)
+app.add_typer(schedule.app)
+app.add_typer(subscribers.app, name="subscribers")
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        console.print(f"digest {installed_version('digest')}", markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _digest(
+    config_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="The newsroom's settings file: the same as --config after the command "
+            "(which wins if both are given).",
+            show_default=False,
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    # Every command reads its own --config, which falls back on DIGEST_CONFIG; setting
+    # that here, before click parses the command, gives `digest -c x.toml draft` the
+    # order an operator expects: --config after the command, then before it, then the
+    # environment, then digest.toml.
+    if config_path is not None:
+        os.environ["DIGEST_CONFIG"] = str(config_path)
+
+
+def main() -> None:
+    app()

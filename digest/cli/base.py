@@ -1,0 +1,152 @@
+"""What every command group shares: the two consoles (stdout, and stderr for errors and
+progress), the one `error:` line, the options several commands take, and the session
+that loads the settings and opens the store for a command."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from typer.core import TyperCommand, TyperGroup, TyperOption
+
+from digest import config, jobs
+from digest.errors import DigestError
+from digest.store import Store
+
+# soft_wrap: a path or an error stays on one line, whatever the terminal width.
+console = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+class _FlagsTakeNoValue:
+    """Help that shows a flag as what it is: `--json` alone. Typer writes `<bool>` beside
+    every flag (`--json <bool>`), as if it wanted `--json true`; an empty metavar is
+    what typer prints instead of the type."""
+
+    def get_params(self, ctx: typer.Context) -> list[Any]:
+        params: list[Any] = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class Command(_FlagsTakeNoValue, TyperCommand):
+    """Every `digest` command: `@app.command(cls=Command)`."""
+
+
+class Group(_FlagsTakeNoValue, TyperGroup):
+    """`digest` and `digest subscribers`: `typer.Typer(cls=Group)`."""
+
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option("--config", "-c", help="The newsroom's settings file.", envvar="DIGEST_CONFIG"),
+]
+DateOption = Annotated[
+    str | None,
+    typer.Option("--date", help="The edition's local date, YYYY-MM-DD (default: today there)."),
+]
+AllowClippedOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-clipped",
+        help="Send even a copy over Gmail's 102 KB clip limit (refused by default).",
+    ),
+]
+
+
+class _OneLine(logging.Formatter):
+    """`warning: <file>: line 7: ...`: one line per problem, never wrapped. Every problem
+    line starts with `error:` or `warning:`, whatever the level's name (a CRITICAL is
+    an error to an operator)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage().replace("\n", " ")
+        if record.levelno >= logging.ERROR:
+            return f"error: {message}"
+        if record.levelno >= logging.WARNING:
+            return f"warning: {message}"
+        return message
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLine())
+    root = logging.getLogger("digest")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """A count that agrees with its noun: `1 source`, `2 sources`, `1,200 recipients`."""
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
+
+
+def print_error(message: str) -> None:
+    """One line on stderr. Plain text: our messages hold [sections] that are not markup."""
+    sys.stderr.write(f"error: {message}\n")
+
+
+@contextmanager
+def session(config_path: Path) -> Iterator[tuple[config.Settings, Store]]:
+    """Load settings and open the store; turn our errors, and a database that stops
+    answering part-way, into one line and an exit status."""
+    from digest import environment
+
+    _setup_logging()
+    settings: config.Settings | None = None
+    try:
+        settings = config.load(config_path)
+        store = jobs.open_store(settings)
+        try:
+            yield settings, store
+        finally:
+            store.close()
+    except DigestError as exc:
+        print_error(str(exc))
+        raise typer.Exit(exc.exit_code) from None
+    except environment.DATABASE_LOST as exc:
+        if settings is None:
+            raise
+        print_error(str(environment.lost_database(settings, exc)))
+        raise typer.Exit(2) from None
+
+
+def local_day(settings: config.Settings, value: str | None, *, upcoming: bool = False) -> date:
+    if value is None:
+        return jobs.upcoming(settings) if upcoming else jobs.today(settings)
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        print_error(f"{value!r} is not a date; give it as YYYY-MM-DD")
+        raise typer.Exit(2) from None
+
+
+def email_address(email: str, option: str = "") -> str:
+    """The address as stored, or one line and exit status 2."""
+    from email_validator import EmailNotValidError
+
+    from digest.subscribers import normalise_email
+
+    try:
+        return normalise_email(email)
+    except EmailNotValidError as exc:
+        print_error(f"{option}{' ' * bool(option)}{email!r} is not an e-mail address: {exc}")
+        raise typer.Exit(2) from None
+
+
+def at_least(option: str, value: float | None, least: float) -> None:
+    """A number option below what it can mean (a send of 0 batches, a poll of -1 s):
+    one line and exit status 2, as for a bad --date."""
+    if value is not None and value < least:
+        print_error(f"{option} must be {least:g} or more, not {value:g}")
+        raise typer.Exit(2)

@@ -1,0 +1,324 @@
+"""`digest send, sends, worker`: an edition out to every subscriber exactly once, what
+went out, and workers that help a send along; the progress bar and the send report
+that `digest run` prints too."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from digest import config, jobs
+from digest.cli.base import (
+    AllowClippedOption,
+    Command,
+    ConfigOption,
+    at_least,
+    console,
+    counted,
+    email_address,
+    err,
+    print_error,
+    session,
+)
+from digest.send.ledger import SendReport
+
+app = typer.Typer()
+
+
+@contextmanager
+def send_progress() -> Iterator[tuple[Callable[[SendReport], None], Callable[[int], None]]]:
+    """A progress bar for a send: recipients sent, rate, time left."""
+    columns = (
+        TextColumn("[bold]sending[/bold]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=False, disable=not err.is_terminal) as bar:
+        task = bar.add_task("send", total=None, rate="")
+
+        def on_start(before: SendReport) -> None:
+            bar.update(task, total=before.recipients, completed=before.sent)
+
+        def on_progress(count: int) -> None:
+            bar.advance(task, count)
+            speed = bar.tasks[0].speed
+            if speed:
+                bar.update(task, rate=f"{speed:,.0f}/s")
+
+        yield on_start, on_progress
+
+
+@contextmanager
+def stop_on_signal() -> Iterator[threading.Event]:
+    """SIGINT/SIGTERM: finish the batch in flight, record it, then stop."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        err.print("[yellow]warning: stopping after the current batch (again to abort)[/yellow]")
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _size(count: int) -> str:
+    return f"{count / 1e6:,.1f} MB" if count >= 1e6 else f"{count / 1e3:,.0f} KB"
+
+
+def _blast_radius(delivery: config.Delivery) -> str:
+    """How much one crash can leave in doubt, and the setting that bounds it."""
+    return (
+        f"a crash leaves at most {delivery.concurrency} "
+        f"{'batch' if delivery.concurrency == 1 else 'batches'} of up to "
+        f"{delivery.batch_size:,} in doubt per sending process ([delivery] concurrency = "
+        f"{delivery.concurrency})"
+    )
+
+
+def _batches(numbers: list[int]) -> str:
+    return ", ".join(map(str, numbers[:10])) + (" ..." if len(numbers) > 10 else "")
+
+
+def print_send(result: SendReport, delivery: config.Delivery) -> None:
+    console.print(
+        f"send {result.edition} via {result.backend}: {result.state}; "
+        f"{result.sent:,} of {counted(result.recipients, 'recipient')} sent "
+        f"({result.sent_now:,} now) in {counted(result.batches, 'batch', 'batches')}",
+        highlight=False,
+    )
+    if result.settled_now:
+        console.print(
+            f"settled by events: batches {_batches(result.settled_now)}, left in doubt by a "
+            "crash, were taken by SendGrid (its events say so) and are recorded as sent",
+            highlight=False,
+        )
+    if result.in_doubt:
+        console.print(
+            f"[yellow]{counted(result.in_doubt, 'recipient')} in doubt[/yellow] "
+            f"(batches {_batches(result.in_doubt_batches)}): they may or may not have been "
+            f"sent; {escape(_blast_radius(delivery))}",
+            highlight=False,
+        )
+    if result.failed:
+        console.print(
+            f"[red]{counted(result.failed, 'recipient')} in failed batches[/red]; "
+            "see `digest sends`"
+        )
+    if result.note and result.state != "done":
+        console.print(result.note, highlight=False, markup=False)
+
+
+@app.command(cls=Command)
+def send(
+    edition: Annotated[str, typer.Argument(help="The edition's date, YYYY-MM-DD.")],
+    config_path: ConfigOption = Path("digest.toml"),
+    backend: Annotated[
+        str | None, typer.Option(help="outbox, smtp or sendgrid (default: digest.toml).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Build every batch and count; send nothing.")
+    ] = False,
+    test: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--test", help="Send a [TEST] copy to this address only; repeatable. Records nothing."
+        ),
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted send.")] = False,
+    retry_in_doubt: Annotated[
+        bool, typer.Option("--retry-in-doubt", help="Also resend batches left in doubt by a crash.")
+    ] = False,
+    limit: Annotated[
+        int | None, typer.Option(help="Send at most this many batches, then stop.")
+    ] = None,
+    sections: Annotated[
+        str,
+        typer.Option(
+            help='With --test: the copy a reader with these sections gets ("Sports;Arts").'
+        ),
+    ] = "",
+    allow_clipped: AllowClippedOption = False,
+) -> None:
+    """Send an edition to every active subscriber, exactly once."""
+    at_least("--limit", limit, 1)
+    with session(config_path) as (settings, store):
+        if sections and not test:
+            print_error(
+                "--sections goes with --test (a real send gives each reader their own copy)"
+            )
+            raise typer.Exit(2)
+        if test:
+            test = [email_address(address, "--test") for address in test]
+            count = jobs.send_test(settings, store, edition, test, backend, sections=sections)
+            copy = f" (the copy for {sections!r})" if sections else ""
+            console.print(
+                f"test copy of {edition}{copy} sent to {counted(count, 'address', 'addresses')}"
+            )
+            return
+        if dry_run:
+            d = jobs.dry_run(settings, store, edition, backend)
+            requests = (
+                f"; {d.backend} requests up to {_size(d.largest_request)}, "
+                f"{_size(d.request_bytes)} in all"
+                if d.largest_request
+                else ""
+            )
+            console.print(
+                f"dry run: {counted(d.recipients, 'recipient')} in "
+                f"{counted(d.batches, 'batch', 'batches')} "
+                f"(largest {d.largest_batch:,}); {d.copies} "
+                f"{'copy' if d.copies == 1 else 'copies'} of the edition (by section "
+                f"preference); up to {d.bytes_per_message // 1024} KB "
+                f"per message{requests}; nothing sent"
+            )
+            return
+        with stop_on_signal() as stop, send_progress() as (on_start, on_progress):
+            result = jobs.send(
+                settings,
+                store,
+                edition,
+                backend=backend,
+                resume=resume,
+                retry_in_doubt=retry_in_doubt,
+                limit=limit,
+                on_start=on_start,
+                on_progress=on_progress,
+                stop=stop,
+                allow_clipped=allow_clipped,
+            )
+        print_send(result, settings.delivery)
+        if result.state != "done":
+            raise typer.Exit(1)
+
+
+@app.command(cls=Command)
+def sends(
+    edition: Annotated[
+        str | None, typer.Argument(help="Show one edition's send in detail.")
+    ] = None,
+    config_path: ConfigOption = Path("digest.toml"),
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print each send's report as JSON.")
+    ] = False,
+) -> None:
+    """What went out: each send's state, counts per batch state, failures with reasons."""
+    from dataclasses import asdict
+
+    from digest.send.journal import in_doubt_detail
+    from digest.send.ledger import report
+    from digest.send.reports import in_doubt_line
+
+    with session(config_path) as (settings, store):
+        rows = [r for r in store.list_sends() if edition is None or r.edition == edition]
+        if edition and not rows:
+            print_error(f"no send for edition {edition}")
+            raise typer.Exit(1)
+        wait = settings.delivery.event_wait_seconds
+        reports = [report(store, row.id, event_wait=wait) for row in rows]
+        if as_json:
+            sys.stdout.write(json.dumps([asdict(r) for r in reports], indent=2) + "\n")
+            return
+        table = Table()
+        for column in (
+            "edition",
+            "backend",
+            "state",
+            "recipients",
+            "sent",
+            "pending",
+            "in doubt",
+            "failed",
+        ):
+            table.add_column(column)
+        for r in reports:
+            table.add_row(
+                r.edition,
+                r.backend,
+                r.state,
+                f"{r.recipients:,}",
+                f"{r.sent:,}",
+                f"{r.pending:,}",
+                f"{r.in_doubt:,}",
+                f"{r.failed:,}",
+            )
+        console.print(table)
+        for r in reports:
+            if r.settled_by_events:
+                console.print(
+                    f"{r.edition}: batches {_batches(r.settled_by_events)} settled by events: "
+                    "left in doubt by a crash, recorded as sent because SendGrid's events "
+                    "show it took them",
+                    markup=False,
+                )
+        if edition and reports[0].in_doubt:
+            console.print(_blast_radius(settings.delivery), markup=False)
+        if edition:
+            for b in store.failed_batches(rows[0].id):
+                if b.state == "sending":
+                    detail = in_doubt_detail(store, rows[0].id, b.number, b.size)
+                    console.print(in_doubt_line(reports[0], b, wait, detail), markup=False)
+                else:
+                    console.print(
+                        f"batch {b.number} ({counted(b.size, 'recipient')}) failed after "
+                        f"{counted(b.attempts, 'try', 'tries')}: "
+                        f"{b.response_code or ''} {b.error or ''}".rstrip(),
+                        markup=False,
+                    )
+            for number, error in store.refusals(rows[0].id):
+                console.print(f"batch {number}: {error}", markup=False)
+            if rows[0].note:
+                console.print(rows[0].note, markup=False)
+
+
+@app.command(cls=Command)
+def worker(
+    config_path: ConfigOption = Path("digest.toml"),
+    backend: Annotated[
+        str | None, typer.Option(help="outbox, smtp or sendgrid (default: each send's own).")
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Exit when no send has a batch left to claim.")
+    ] = False,
+    poll: Annotated[
+        float, typer.Option(help="Seconds between looks for work when there is none.")
+    ] = 5.0,
+) -> None:
+    """Help send: claim pending batches of every active send, alongside other workers.
+
+    Start `digest send EDITION` once; run any number of workers, on any machine
+    sharing the PostgreSQL database, to go faster. A worker never resends failed
+    or in-doubt batches; that is `digest send EDITION --resume`.
+    """
+    at_least("--poll", poll, 0.1)
+    with session(config_path) as (settings, store), stop_on_signal() as stop:
+        sent = jobs.work(settings, store, backend=backend, once=once, poll_seconds=poll, stop=stop)
+        console.print(f"worker: {counted(sent, 'recipient')} sent")
