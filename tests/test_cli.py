@@ -29,7 +29,8 @@ def test_run_end_to_end_then_again(newsroom: Path) -> None:
     assert "Edition 2025-12-05" in first.stdout
     assert "9 of 9 recipients sent (9 now)" in first.stdout
     assert "7 copies, one per section preference" in first.stdout
-    assert f"outbox: {newsroom / 'var' / 'outbox' / '2025-12-05'}" in first.stdout
+    # Paths as the operator reads them: relative to where they ran the command.
+    assert "outbox: var/outbox/2025-12-05\n" in first.stdout
     assert len(list((newsroom / "var/outbox/2025-12-05").glob("*.eml"))) == 9
     assert (newsroom / "var/editions/2025-12-05.html").exists()
     # The bad row is one clear line naming the file and line; the run went on.

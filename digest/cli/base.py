@@ -91,6 +91,14 @@ def counted(count: int, noun: str, plural: str | None = None) -> str:
     return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
 
 
+def shown(path: Path) -> str:
+    """A path as an operator reads it: relative to where they are when it is under it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def print_error(message: str) -> None:
     """One line on stderr. Plain text: our messages hold [sections] that are not markup."""
     sys.stderr.write(f"error: {message}\n")

@@ -21,6 +21,7 @@ from digest.cli.base import (
     counted,
     local_day,
     session,
+    shown,
 )
 from digest.cli.sending import print_send, send_progress, stop_on_signal
 from digest.models import Edition, Pick
@@ -136,10 +137,10 @@ def run(
             )
         )
         print_send(summary.send, settings.delivery)
-        console.print(f"html: {summary.html_path}")
-        console.print(f"text: {summary.text_path}")
+        console.print(f"html: {shown(summary.html_path)}")
+        console.print(f"text: {shown(summary.text_path)}")
         if summary.outbox:
-            console.print(f"outbox: {summary.outbox}")
+            console.print(f"outbox: {shown(summary.outbox)}")
         if summary.send.state not in ("done",):
             raise typer.Exit(1)
 
