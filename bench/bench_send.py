@@ -48,7 +48,7 @@ def newsroom(folder: Path, recipients: int) -> tuple[Path, dict[str, str]]:
     jobs.draft(settings, store, DAY)
     chunk = 10_000
     for start in range(0, recipients, chunk):
-        store.import_subscribers(
+        store.subscribers.import_subscribers(
             [
                 Subscriber(f"reader{i:07d}@example{i % 97}.com", f"Reader Number {i}")
                 for i in range(start, min(start + chunk, recipients))

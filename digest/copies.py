@@ -78,7 +78,7 @@ def rendered_copies(
     fingerprint = ""  # read the templates only if a copy needs checking
     copies: dict[str, RenderedEdition] = {}
     for key in sorted(set(variants)):
-        stored = store.load_render(edition.name, key)
+        stored = store.editions.load_render(edition.name, key)
         if stored is not None and keep:
             copies[key] = stored[1]
             continue
@@ -91,7 +91,7 @@ def rendered_copies(
 
         rendered = render.render(settings, rank.variant(edition, key))
         if save:
-            store.save_render(key, made_of, rendered)
+            store.editions.save_render(key, made_of, rendered)
         copies[key] = rendered
     return copies
 
@@ -100,15 +100,18 @@ def prepare_copies(
     settings: Settings, store: Store, edition: Edition, *, save: bool = True
 ) -> dict[str, RenderedEdition]:
     """The whole edition and one copy per section preference among today's subscribers."""
-    variants = {""} | {rank.variant_key(edition, s) for s in store.deliverable_sections()}
-    keep = store.get_send(edition.name) is not None
+    variants = {""} | {
+        rank.variant_key(edition, s) for s in store.subscribers.deliverable_sections()
+    }
+    keep = store.sends.get_send(edition.name) is not None
     return rendered_copies(settings, store, edition, variants, keep=keep, save=save)
 
 
 def send_variants(store: Store, edition: Edition, send_id: int) -> dict[str, str]:
     """Each section preference a send's batches were cut by -> the copy its readers get."""
     return {
-        sections: rank.variant_key(edition, sections) for sections in store.send_sections(send_id)
+        sections: rank.variant_key(edition, sections)
+        for sections in store.sends.send_sections(send_id)
     }
 
 
@@ -136,9 +139,9 @@ def sent_copy(settings: Settings, store: Store, name: str) -> str | None:
     None until the edition has a send: a draft is the newsroom's until it is sent.
     The reader's own values are filled as for a preview (preview_values).
     """
-    if store.get_send(name) is None:
+    if store.sends.get_send(name) is None:
         return None
-    stored = store.load_render(name, "")
+    stored = store.editions.load_render(name, "")
     if stored is None:
         return None
     return preview_html(settings, stored[1])

@@ -89,7 +89,7 @@ def _stories(
     for pick in edition.picks:
         found.setdefault(pick.story.url, pick.story)
     missing = [u for u in overrides.dropped if u not in found]
-    found.update(store.stories_by_url(missing))
+    found.update(store.stories.stories_by_url(missing))
     return sorted(found.values(), key=lambda s: (-s.published_at.timestamp(), s.url))
 
 
@@ -103,7 +103,7 @@ def find_story(store: Store, stories: Sequence[Story], ref: str, edition: str) -
         if story.url == url:
             return story
     if url:
-        stored = store.stories_by_url([url])
+        stored = store.stories.stories_by_url([url])
         if url in stored:
             return stored[url]
     needle = wanted.lower()
@@ -206,7 +206,7 @@ def _ranked(settings: Settings, store: Store, name: str, overrides: Overrides) -
 
 def _editable(store: Store, name: str) -> Edition:
     edition = jobs.load_edition(store, name)
-    if store.get_send(name) is not None:
+    if store.sends.get_send(name) is not None:
         raise EditError(
             f"edition {name} is being sent or was sent, so it can no longer change; "
             f"`digest sends {name}` shows how far it got"
@@ -229,7 +229,7 @@ def edit(
         if change.action not in ACTIONS:
             raise EditError(f"unknown change {change.action!r}; one of: {', '.join(ACTIONS)}")
     for _attempt in range(5):
-        overrides, revision = store.overrides_revision(name)
+        overrides, revision = store.editions.overrides_revision(name)
         stories = _stories(settings, store, edition, overrides)
         current = _ranked(settings, store, name, overrides)
         actions: list[str] = []
@@ -240,14 +240,14 @@ def edit(
         withdrawn = edition.status == "approved"
         if withdrawn:
             actions.append("approval withdrawn by the change; approve it again")
-        if store.save_overrides(name, overrides, revision, who, actions):
+        if store.editions.save_overrides(name, overrides, revision, who, actions):
             break
         # Another editor saved in between: apply these changes to theirs.
         edition = _editable(store, name)
     else:
         raise EditError(f"edition {name} is being changed by others right now; try again")
     if withdrawn:
-        store.set_edition_status(name, "draft")
+        store.editions.set_edition_status(name, "draft")
     return EditResult(jobs.draft(settings, store, _day(name)), actions, withdrawn)
 
 
@@ -262,8 +262,8 @@ def approve(settings: Settings, store: Store, name: str, who: str) -> Edition:
             f"sources (`digest collect`), then `digest draft --date {name}`"
         )
     jobs.prepare_copies(settings, store, edition)
-    store.set_edition_status(name, "approved")
-    store.log_edition_event(name, who, "approved the edition")
+    store.editions.set_edition_status(name, "approved")
+    store.editions.log_edition_event(name, who, "approved the edition")
     return replace(edition, status="approved")
 
 
@@ -272,21 +272,21 @@ def withdraw(store: Store, name: str, who: str) -> Edition:
     edition = _editable(store, name)
     if edition.status != "approved":
         raise EditError(f"edition {name} is {edition.status!r}, not approved; nothing to withdraw")
-    store.set_edition_status(name, "draft")
-    store.log_edition_event(name, who, "withdrew the approval")
+    store.editions.set_edition_status(name, "draft")
+    store.editions.log_edition_event(name, who, "withdrew the approval")
     return replace(edition, status="draft")
 
 
 def draft_if_missing(settings: Settings, store: Store, name: str) -> Edition | None:
     """Draft the edition if it has never been drafted: the new draft, or None if it was."""
-    if store.load_edition(name) is not None:
+    if store.editions.load_edition(name) is not None:
         return None
     return jobs.draft(settings, store, _day(name))
 
 
 def view(settings: Settings, store: Store, name: str) -> EditorView:
     edition = jobs.load_edition(store, name)
-    overrides = store.load_overrides(name)
+    overrides = store.editions.load_overrides(name)
     stories = _stories(settings, store, edition, overrides)
     placed = {p.story.url for p in edition.picks}
     dropped = set(overrides.dropped)
@@ -295,6 +295,6 @@ def view(settings: Settings, store: Store, name: str) -> EditorView:
         others=[s for s in stories if s.url not in placed and s.url not in dropped],
         dropped=[s for s in stories if s.url in dropped],
         overrides=overrides,
-        events=store.edition_events(name),
-        has_send=store.get_send(name) is not None,
+        events=store.editions.edition_events(name),
+        has_send=store.sends.get_send(name) is not None,
     )

@@ -104,8 +104,8 @@ def draft(settings: Settings, store: Store, day: date) -> Edition:
     readers already received.
     """
     name = day.isoformat()
-    existing = store.load_edition(name)
-    if existing is not None and store.get_send(name) is not None:
+    existing = store.editions.load_edition(name)
+    if existing is not None and store.sends.get_send(name) is not None:
         log.info("edition %s has a send already; keeping it as it went out", name)
         return existing
     if existing is not None and existing.status == "approved":
@@ -118,9 +118,9 @@ def draft(settings: Settings, store: Store, day: date) -> Edition:
 
 
 def load_edition(store: Store, name: str) -> Edition:
-    edition = store.load_edition(name)
+    edition = store.editions.load_edition(name)
     if edition is None:
-        known = ", ".join(store.edition_names()[:5]) or "none yet"
+        known = ", ".join(store.editions.edition_names()[:5]) or "none yet"
         raise NotFoundError(
             f"no edition {name!r} (known: {known}); run `digest draft --date {name}` first"
         )
@@ -134,7 +134,7 @@ def render_edition(
     or the copy a reader with these section preferences gets (rank.variant_key)."""
     edition = load_edition(store, name)
     key = rank.variant_key(edition, sections)
-    keep = store.get_send(name) is not None
+    keep = store.sends.get_send(name) is not None
     return rendered_copies(settings, store, edition, [key], keep=keep)[key]
 
 
@@ -164,9 +164,9 @@ def refuse_no_readers(settings: Settings, store: Store, edition: Edition) -> Non
     of 0 of 0 would be "done", and the edition, which then has a send, could never go
     out to the readers once the list is in (a missing subscribers file, a send before
     the first import)."""
-    if sum(store.deliverable_sections().values()):
+    if sum(store.subscribers.deliverable_sections().values()):
         return
-    counts = store.count_subscribers()
+    counts = store.subscribers.count_subscribers()
     known = ", ".join(f"{n:,} {status}" for status, n in sorted(counts.items()))
     known = known or "the list is empty"
     named = settings.delivery.subscribers_file
@@ -204,7 +204,7 @@ def dry_run(settings: Settings, store: Store, name: str, backend: str | None = N
     copies = prepare_copies(settings, store, edition, save=False)
     result = DryRun(backend=backend or settings.delivery.backend, copies=len(copies))
     # As a send cuts them: by section preference, then by address.
-    for sections in sorted(store.deliverable_sections()):
+    for sections in sorted(store.subscribers.deliverable_sections()):
         letter = letter_for(settings, copies[rank.variant_key(edition, sections)])
         writer = (
             RequestWriter(
@@ -215,7 +215,7 @@ def dry_run(settings: Settings, store: Store, name: str, backend: str | None = N
             if result.backend == "sendgrid"
             else None
         )
-        recipients = store.deliverable_recipients(sections=sections)
+        recipients = store.subscribers.deliverable_recipients(sections=sections)
         for batch in chunked(recipients, settings.delivery.batch_size):
             result.batches += 1
             result.recipients += len(batch)
@@ -284,7 +284,7 @@ def send(
     policy = policy or RetryPolicy.from_settings(settings.delivery)
     durable = Durable(name, policy.ledger_retry_seconds)
     edition = load_edition(store, name)
-    existing = store.get_send(name)
+    existing = store.sends.get_send(name)
     if existing is None:
         refuse_empty(edition)
         refuse_no_readers(settings, store, edition)
@@ -343,8 +343,8 @@ def send(
             )
         if on_start:
             on_start(before)
-        durable("marking the edition", store.set_edition_status, name, "sending")
-        durable("starting the send", store.set_send_state, send_id, "sending")
+        durable("marking the edition", store.editions.set_edition_status, name, "sending")
+        durable("starting the send", store.sends.set_send_state, send_id, "sending")
         whole, letters = durable(
             "loading the edition's copies", letters_for_send, settings, store, edition, send_id
         )
@@ -371,7 +371,7 @@ def send(
 
 def _mark_edition(store: Store, name: str, result: SendReport) -> None:
     if result.state == "done":
-        store.set_edition_status(name, "sent")
+        store.editions.set_edition_status(name, "sent")
 
 
 def work(
@@ -402,8 +402,10 @@ def work(
     try:
         while not stop.is_set():
             sent = 0
-            for row in store.list_sends():
-                if row.state not in ACTIVE_STATES or not store.batch_states(row.id).get("pending"):
+            for row in store.sends.list_sends():
+                if row.state not in ACTIVE_STATES or not store.sends.batch_states(row.id).get(
+                    "pending"
+                ):
                     continue
                 if row.edition not in letters:
                     edition = load_edition(store, row.edition)

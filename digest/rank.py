@@ -161,25 +161,25 @@ def draft(store: Store, settings: Settings, day: date) -> Edition:
     big story, say) is a candidate too.
     """
     window = edition_window(day, settings.newsroom.time_zone, settings.edition)
-    overrides = store.load_overrides(window.name)
+    overrides = store.editions.load_overrides(window.name)
     edition = rank_with(store, window, settings.edition, overrides)
-    store.save_edition(edition)
+    store.editions.save_edition(edition)
     return edition
 
 
 def candidates(store: Store, window: Window, overrides: Overrides) -> list[Story]:
     """The window's stories, and any the overrides choose as lead or pin from outside it."""
-    found = store.stories_between(window.start, window.end)
+    found = store.stories.stories_between(window.start, window.end)
     present = {s.url for s in found}
     wanted = [u for u in [overrides.lead, *overrides.pinned] if u and u not in present]
-    return found + list(store.stories_by_url(wanted).values())
+    return found + list(store.stories.stories_by_url(wanted).values())
 
 
 def rank_with(
     store: Store, window: Window, settings: EditionSettings, overrides: Overrides
 ) -> Edition:
     """The edition these overrides make of the window's stories (nothing is saved)."""
-    views = store.views_by_url(window.first_day, window.last_day)
+    views = store.stories.views_by_url(window.first_day, window.last_day)
     return rank(candidates(store, window, overrides), views, window, settings, overrides)
 
 

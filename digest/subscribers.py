@@ -218,7 +218,7 @@ def import_csv(
 
     The first row for an address wins; later ones are counted as duplicates. The
     file is read as a stream and written in chunks, and repeats are found through
-    the store (see Store.import_subscribers), so memory does not grow with the file.
+    the store (see store.subscribers.import_subscribers), so memory does not grow with the file.
     on_progress: called after each chunk is written, with the report so far.
     """
     report = ImportReport()
@@ -250,7 +250,7 @@ def _flush(
     stamp: datetime,
     path: Path,
 ) -> None:
-    result = store.import_subscribers([s for _line, s in pending.values()], stamp)
+    result = store.subscribers.import_subscribers([s for _line, s in pending.values()], stamp)
     report.added += result.added
     report.updated += result.updated
     report.kept_out += result.kept_out
@@ -266,14 +266,14 @@ def export_csv(store: Store, path: Path) -> int:
     """Write every subscriber to a CSV, safe to open in a spreadsheet."""
     count = 0
     extra: list[str] = []
-    for subscriber in store.iter_subscribers():
+    for subscriber in store.subscribers.iter_subscribers():
         for key in subscriber.attributes:
             if key not in extra:
                 extra.append(key)
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["email", "name", "sections", "status", *extra])
-        for s in store.iter_subscribers():
+        for s in store.subscribers.iter_subscribers():
             writer.writerow(
                 [_cell(v) for v in (s.email, s.name, ";".join(s.sections), s.status)]
                 + [_cell(s.attributes.get(k, "")) for k in extra]
@@ -401,17 +401,17 @@ def token_address(secret: bytes, token: str) -> str | None:
 def left_already(store: Store, email: str) -> str | None:
     """Why an address no longer gets the digest (its suppression reason), or None."""
     address = stored_form(email)
-    return store.suppressed([address]).get(address)
+    return store.subscribers.suppressed([address]).get(address)
 
 
 def unsubscribe(store: Store, email: str, source: str) -> Unsubscribed:
     """Suppress an address for good; asking again changes nothing.
 
-    An address that left earlier keeps its first reason (Store.suppress): a reader
+    An address that left earlier keeps its first reason (store.subscribers.suppress): a reader
     who bounced and then clicks unsubscribe stays recorded as bounced.
     """
     address = stored_form(email)
-    added = store.suppress(address, "unsubscribed", source=source)
+    added = store.subscribers.suppress(address, "unsubscribed", source=source)
     return Unsubscribed(address, left_already(store, address) or "unsubscribed", now=added)
 
 

@@ -65,23 +65,23 @@ def test_import_suppressions_unsubscribe_and_events_all_compare_on_the_a_label(
     path.write_text(f"email,name\n{U_LABEL},Olivia\n{A_LABEL},Olivia again\n", encoding="utf-8")
     first = import_csv(store, path)
     assert (first.added, first.duplicates) == (1, 1)
-    assert [s.email for s in store.iter_subscribers()] == [A_LABEL]
+    assert [s.email for s in store.subscribers.iter_subscribers()] == [A_LABEL]
     # A link mailed before the change carries the U-label; it unsubscribes the reader.
     old_token = unsubscribe_token(SECRET.encode(), U_LABEL)
     address = token_address(SECRET.encode(), old_token)
     assert address == A_LABEL
     assert unsubscribe(store, address, source="link").reason == "unsubscribed"
-    assert store.suppressed([A_LABEL]) == {A_LABEL: "unsubscribed"}
+    assert store.subscribers.suppressed([A_LABEL]) == {A_LABEL: "unsubscribed"}
     # Never resubscribed, whichever spelling the next import uses.
     again = import_csv(store, path)
-    assert again.kept_out == 1 and list(store.deliverable_recipients()) == []
+    assert again.kept_out == 1 and list(store.subscribers.deliverable_recipients()) == []
     # A SendGrid event naming the U-label finds the reader too.
-    store.upsert_subscribers([Subscriber("max@xn--bcher-kva.example")])
+    store.subscribers.upsert_subscribers([Subscriber("max@xn--bcher-kva.example")])
     report = sendgrid_events.apply(
         store, [{"event": "bounce", "type": "bounce", "email": "max@bücher.example"}]
     )
     assert report.new_suppressions == 1
-    assert store.subscriber("max@xn--bcher-kva.example").status == "bounced"  # type: ignore[union-attr]
+    assert store.subscribers.subscriber("max@xn--bcher-kva.example").status == "bounced"  # type: ignore[union-attr]
 
 
 def _header(raw: bytes, name: str) -> str:
@@ -220,15 +220,15 @@ def test_migration_0005_converts_u_labels_and_keeps_the_reader_who_left(db_url: 
 
     store = Store.open(db_url)  # upgrades to the newest revision
     try:
-        readers = {s.email: (s.name, s.status) for s in store.iter_subscribers()}
-        gone = store.suppressed(
+        readers = {s.email: (s.name, s.status) for s in store.subscribers.iter_subscribers()}
+        gone = store.subscribers.suppressed(
             [
                 "olivia@xn--bcher-kva.example",
                 "max@xn--bcher-kva.example",
                 "kim@xn--bcher-kva.example",
             ]
         )
-        left_over = store.suppressed(["max@bücher.example", "kim@bücher.example"])
+        left_over = store.subscribers.suppressed(["max@bücher.example", "kim@bücher.example"])
     finally:
         store.close()
     assert readers == {

@@ -36,7 +36,7 @@ LAYERS: list[tuple[str, frozenset[str]]] = [
             }
         ),
     ),
-    ("store", frozenset({"store", "store_events", "deliveries", "migrations"})),
+    ("store", frozenset({"store", "migrations"})),
     ("base", frozenset({"models", "errors", "config", "locale", "tokens"})),
 ]
 RANK = {name: depth for depth, (_, names) in enumerate(LAYERS) for name in names}

@@ -247,13 +247,13 @@ def test_a_reader_unsubscribes_in_the_browser(
     from digest.web import create_app
 
     reader = "ana.lopez@example.com"
-    store.upsert_subscribers([Subscriber(reader, "Ana Lopez")])
+    store.subscribers.upsert_subscribers([Subscriber(reader, "Ana Lopez")])
     with serving(create_app(settings, store)) as site:
         page = browser.new_page(viewport={"width": width, "height": 800})
         page.goto(f"{site}/unsubscribe/{unsubscribe_token(settings.secret_key, reader)}")
         assert page.evaluate("document.documentElement.scrollWidth") <= width
         assert "Unsubscribe from the daily digest?" in page.locator("h1").inner_text()
-        assert store.suppressed([reader]) == {}  # opening the page changed nothing
+        assert store.subscribers.suppressed([reader]) == {}  # opening the page changed nothing
         button = page.get_by_role("button", name="Unsubscribe")
         assert button.is_visible()
         button.click()
@@ -261,4 +261,4 @@ def test_a_reader_unsubscribes_in_the_browser(
         assert page.locator("h1").inner_text() == "You are unsubscribed"
         assert page.evaluate("document.documentElement.scrollWidth") <= width
         page.close()
-    assert store.suppressed([reader]) == {reader: "unsubscribed"}
+    assert store.subscribers.suppressed([reader]) == {reader: "unsubscribed"}

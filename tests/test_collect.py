@@ -68,7 +68,7 @@ def test_collecting_twice_updates_and_never_duplicates(settings: Settings, store
     second = collect_all(settings, store)
     assert (first.new, first.updated) == (11, 0)
     assert (second.new, second.updated) == (0, 11)
-    assert store.count_stories() == 11
+    assert store.stories.count_stories() == 11
 
 
 def test_a_bad_feed_is_one_line_and_the_rest_goes_on(
@@ -175,7 +175,7 @@ def test_pageviews_without_url_column_names_the_file_and_line(tmp_path: Path) ->
 
 def test_stories_store_times_in_utc(settings: Settings, store: Store) -> None:
     collect_all(settings, store)
-    window = store.stories_between(
+    window = store.stories.stories_between(
         datetime(2025, 12, 4, 15, 0, tzinfo=UTC), datetime(2025, 12, 5, 15, 0, tzinfo=UTC)
     )
     assert len(window) == 10

@@ -227,11 +227,11 @@ def test_collect_all_logs_an_unreadable_log_and_goes_on(
     assert result.new == 11  # the feed was read as well
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and errors[0].startswith("/nowhere/access.log: cannot open")
-    views = store.views_by_url(date(2025, 12, 4), date(2025, 12, 5))
+    views = store.stories.views_by_url(date(2025, 12, 4), date(2025, 12, 5))
     assert views["https://news.example.org/news/harbor-opens/"] == 6
     # Collecting again replaces the counts, never adds to them.
     collect_all(settings, store, feeds=[], pageviews=[], access_logs=[str(LOG)])
-    assert store.views_by_url(date(2025, 12, 4), date(2025, 12, 5)) == views
+    assert store.stories.views_by_url(date(2025, 12, 4), date(2025, 12, 5)) == views
 
 
 def test_sources_named_on_the_command_line_go_by_their_names(
@@ -243,7 +243,7 @@ def test_sources_named_on_the_command_line_go_by_their_names(
     assert result.failed_sources == []
     assert (result.new, result.pageview_rows) == (11, len(FIXTURE_ROWS))
     # Not digest.toml's CSV: only the log named.
-    views = store.views_by_url(date(2025, 12, 4), date(2025, 12, 5))
+    views = store.stories.views_by_url(date(2025, 12, 4), date(2025, 12, 5))
     assert set(views) == {url for url, _, _ in FIXTURE_ROWS}
 
 

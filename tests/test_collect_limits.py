@@ -227,7 +227,7 @@ def stored(newsroom: Path) -> dict[str, Story]:
     """Every story the newsroom's store holds, by title."""
     store = Store.open(f"sqlite:///{newsroom / 'var' / 'digest.db'}")
     try:
-        everything = store.stories_between(
+        everything = store.stories.stories_between(
             datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
         )
     finally:
@@ -475,7 +475,7 @@ def test_every_stored_field_is_cut_at_a_word_to_its_cap_whatever_the_source(
     kinds[kind] = [write(tmp_path)]
     result = collect_all(settings, store, **kinds)
     assert (result.new, result.failed_sources) == (1, [])
-    (story,) = store.stories_between(
+    (story,) = store.stories.stories_between(
         datetime(2025, 12, 1, tzinfo=UTC), datetime(2025, 12, 9, tzinfo=UTC)
     )
     assert _is_cut(story.title, LONG["title"], 300), story.title
@@ -503,7 +503,7 @@ def test_a_story_url_over_the_cap_is_skipped_and_a_picture_url_drops_the_picture
     set_up(newsroom)
     result = collect_all(load(newsroom), store, feeds=[str(feed)], pageviews=[])
     assert result.new == 1
-    (story,) = store.stories_between(
+    (story,) = store.stories.stories_between(
         datetime(2025, 12, 1, tzinfo=UTC), datetime(2025, 12, 9, tzinfo=UTC)
     )
     assert (story.title, story.image_url) == ("Long picture", "")

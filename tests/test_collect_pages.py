@@ -272,7 +272,7 @@ def test_collect_all_reads_pages_with_the_feeds_and_one_bad_page_stops_nothing(
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
         f"{missing}: HTTP 404; check the URL"
     ]
-    window = store.stories_between(
+    window = store.stories.stories_between(
         datetime(2025, 12, 4, 15, 0, tzinfo=UTC), datetime(2025, 12, 5, 15, 0, tzinfo=UTC)
     )
     ferry = next(s for s in window if s.url.endswith("/assembly-passes-ferry-budget/"))
@@ -312,7 +312,7 @@ def test_digest_collect_with_named_sources_reads_only_those(newsroom: Path) -> N
     # Neither the feed nor digest.toml's page: only the page and the posts named.
     store = Store.open(f"sqlite:///{newsroom / 'var' / 'digest.db'}")
     try:
-        everything = store.stories_between(
+        everything = store.stories.stories_between(
             datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
         )
         urls = {story.url for story in everything}

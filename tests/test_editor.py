@@ -58,7 +58,7 @@ def test_a_dropped_story_is_in_no_slot_and_more_fills_up_behind_it(
     assert urls(jobs.load_edition(drafted, NAME).picks) == urls(after.picks)
     html = jobs.render_edition(settings, drafted, NAME).html
     assert "Elmendorf" not in html and after.lead.story.title.split()[0] in html
-    (event,) = drafted.edition_events(NAME)
+    (event,) = drafted.editions.edition_events(NAME)
     assert (event.who, event.action) == ("anna", result.actions[0])
 
 
@@ -92,7 +92,7 @@ def test_lead_pin_order_and_subject(settings: Settings, drafted: Store) -> None:
     # Undo: the ranking's own edition comes back.
     reset = editor.edit(settings, drafted, NAME, [Change("reset")], "ben").edition
     assert urls(reset.picks) == urls(before.picks) and reset.subject == before.subject
-    assert not drafted.load_overrides(NAME)
+    assert not drafted.editions.load_overrides(NAME)
 
 
 def test_changes_survive_a_later_collect_and_re_rank(settings: Settings, drafted: Store) -> None:
@@ -108,7 +108,7 @@ def test_a_story_from_before_the_window_can_be_pinned_by_url(
     settings: Settings, drafted: Store
 ) -> None:
     old = "https://news.example.org/news/juneau-assembly-adopts-2026-budget/"
-    stored = drafted.stories_by_url([old])
+    stored = drafted.stories.stories_by_url([old])
     assert old in stored and stored[old].published_at.date() < DAY - timedelta(days=1)
     with pytest.raises(EditError, match="no story of edition 2025-12-05 matches"):
         editor.edit(settings, drafted, NAME, [Change("pin", "Assembly adopts")], "anna")
@@ -137,14 +137,14 @@ def test_a_change_that_cannot_be_made_saves_none_of_them(
     with pytest.raises(EditError, match="under 150"):
         editor.edit(settings, drafted, NAME, [Change("subject", "x" * 151)], "a")
     assert urls(jobs.load_edition(drafted, NAME).picks) == urls(before.picks)
-    assert not drafted.load_overrides(NAME) and drafted.edition_events(NAME) == []
+    assert not drafted.editions.load_overrides(NAME) and drafted.editions.edition_events(NAME) == []
 
 
 def test_two_editors_saving_at_once_lose_neither_change(
     settings: Settings, drafted: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Ben's change lands between Anna's reading the overrides and her saving them.
-    real = drafted.overrides_revision
+    real = drafted.editions.overrides_revision
     calls = 0
 
     def read_then_ben_saves(name: str) -> tuple[Overrides, int]:
@@ -155,13 +155,13 @@ def test_two_editors_saving_at_once_lose_neither_change(
             editor.edit(settings, drafted, NAME, [Change("drop", TRUMP)], "ben")
         return got
 
-    monkeypatch.setattr(drafted, "overrides_revision", read_then_ben_saves)
+    monkeypatch.setattr(drafted.editions, "overrides_revision", read_then_ben_saves)
     editor.edit(settings, drafted, NAME, [Change("drop", GALLERY)], "anna")
-    assert drafted.load_overrides(NAME).dropped == [TRUMP, GALLERY]
+    assert drafted.editions.load_overrides(NAME).dropped == [TRUMP, GALLERY]
     assert not {TRUMP, GALLERY} & set(urls(jobs.load_edition(drafted, NAME).picks))
-    assert [e.who for e in drafted.edition_events(NAME)] == ["ben", "anna"]
+    assert [e.who for e in drafted.editions.edition_events(NAME)] == ["ben", "anna"]
     # A save from a stale revision is refused, not applied.
-    assert not drafted.save_overrides(NAME, Overrides(), 1, "carl", ["reset"])
+    assert not drafted.editions.save_overrides(NAME, Overrides(), 1, "carl", ["reset"])
 
 
 def test_approval_keeps_the_edition_and_a_change_withdraws_it(
@@ -180,7 +180,7 @@ def test_approval_keeps_the_edition_and_a_change_withdraws_it(
     assert jobs.load_edition(drafted, NAME).status == "draft"
     with pytest.raises(EditError, match="not approved; nothing to withdraw"):
         editor.withdraw(drafted, NAME, "chief")
-    assert [(e.who, e.action) for e in drafted.edition_events(NAME)] == [
+    assert [(e.who, e.action) for e in drafted.editions.edition_events(NAME)] == [
         ("chief", "approved the edition"),
         ("anna", "dropped “Gallery Walk guide for Friday, Dec. 5”"),
         ("anna", "approval withdrawn by the change; approve it again"),
@@ -303,10 +303,13 @@ def test_a_database_from_before_the_editor_is_upgraded_with_its_editions(
 
     upgraded = Store.open(db_url)  # opening a store brings the schema up to date
     try:
-        again = upgraded.load_edition(NAME)
+        again = upgraded.editions.load_edition(NAME)
         assert again is not None and urls(again.picks) == urls(before.picks)
         assert all(p.note == "" for p in again.picks)
-        assert not upgraded.load_overrides(NAME) and upgraded.edition_events(NAME) == []
+        assert (
+            not upgraded.editions.load_overrides(NAME)
+            and upgraded.editions.edition_events(NAME) == []
+        )
         edited = editor.edit(settings, upgraded, NAME, [Change("drop", TRUMP)], "anna")
         assert TRUMP not in urls(edited.edition.picks)
     finally:
@@ -322,7 +325,7 @@ def test_an_edition_with_no_stories_is_never_sent_nor_approved(
     assert empty.lead is None and empty.more == []
     with pytest.raises(SendError, match=r"edition 2030-01-01 has no stories.*Nothing was sent"):
         jobs.send(settings, drafted, "2030-01-01")
-    assert drafted.get_send("2030-01-01") is None
+    assert drafted.sends.get_send("2030-01-01") is None
     assert not list(settings.delivery.outbox_dir.glob("2030-01-01/*.eml"))
     with pytest.raises(EditError, match="no stories, so there is nothing to approve"):
         editor.approve(settings, drafted, "2030-01-01", "chief")

@@ -62,7 +62,7 @@ def _send(
     settings: Settings, fake: FakeSendGrid, policy: RetryPolicy, *, concurrency: int = 1
 ) -> tuple[Store, int, object]:
     store = Store.open(settings.database_url)
-    send_id = store.create_send(
+    send_id = store.sends.create_send(
         EDITION, "sendgrid", [READERS[i : i + 10] for i in range(0, 50, 10)]
     )
     backend = SendGridBackend(DEFAULT_KEY, host=fake.url)
@@ -108,7 +108,7 @@ def test_a_batch_that_keeps_failing_is_failed_and_the_rest_go_out(
     fake.fail_next("503", 3)
     store, send_id, result = _send(settings, fake, RetryPolicy(attempts=3, sleep=Waits()))
     assert (result.sent, result.failed, result.state) == (40, 10, "incomplete")  # type: ignore[attr-defined]
-    (failed,) = store.failed_batches(send_id)
+    (failed,) = store.sends.failed_batches(send_id)
     assert (failed.number, failed.state, failed.response_code, failed.attempts) == (
         1,
         "failed",
@@ -125,7 +125,7 @@ def test_400_and_413_fail_the_batch_with_the_api_s_message(
     fake.fail_next("413")
     store, send_id, result = _send(settings, fake, RetryPolicy(sleep=Waits()))
     assert (result.sent, result.failed) == (40, 10)  # type: ignore[attr-defined]
-    (failed,) = store.failed_batches(send_id)
+    (failed,) = store.sends.failed_batches(send_id)
     assert failed.response_code == 413 and "Payload Too Large" in failed.error
     assert failed.attempts == 1  # never retried
     store.close()
@@ -139,7 +139,7 @@ def test_401_stops_the_whole_send_at_once(
     with pytest.raises(SendStopped, match="SENDGRID_API_KEY"):
         _send(settings, fake, RetryPolicy(sleep=Waits()), concurrency=concurrency)
     store = Store.open(settings.database_url)
-    after = report(store, store.get_send(EDITION).id)
+    after = report(store, store.sends.get_send(EDITION).id)
     assert after.state == "stopped" and "SENDGRID_API_KEY" in after.note
     assert after.in_doubt == 0  # the refused batch went back to pending
     # One worker: nothing more. Two: the other finishes what it had in hand.
@@ -154,7 +154,7 @@ def test_after_n_failed_batches_in_a_row_the_send_pauses_and_says_why(
     with pytest.raises(SendError, match=r"paused after 2 batches in a row failed \(last: "):
         _send(settings, fake, RetryPolicy(attempts=2, max_consecutive_failures=2, sleep=Waits()))
     store = Store.open(settings.database_url)
-    after = report(store, store.get_send(EDITION).id)
+    after = report(store, store.sends.get_send(EDITION).id)
     assert after.state == "paused" and "--resume" in after.note
     assert (after.failed, after.pending, after.sent) == (20, 30, 0)
     store.close()
@@ -188,12 +188,12 @@ def test_a_worker_sends_pending_batches_but_never_failed_or_in_doubt_ones(
     env = {**settings.env, "SENDGRID_API_KEY": DEFAULT_KEY, "SENDGRID_API_HOST": fake.url}
     settings = replace(settings, env=env)
     store = Store.open(settings.database_url)
-    send_id = store.create_send(
+    send_id = store.sends.create_send(
         EDITION, "sendgrid", [READERS[i : i + 10] for i in range(0, 50, 10)]
     )
-    store.claim_batch(send_id)  # batch 1: in doubt, as after a crash
-    store.claim_batch(send_id)
-    store.finish_batch(send_id, 2, "failed", response_code=400, error="bad")
+    store.sends.claim_batch(send_id)  # batch 1: in doubt, as after a crash
+    store.sends.claim_batch(send_id)
+    store.sends.finish_batch(send_id, 2, "failed", response_code=400, error="bad")
     sent = jobs.work(settings, store, once=True)
     assert sent == 30
     after = report(store, send_id)

@@ -24,7 +24,7 @@ from digest.models import Recipient
 from digest.send.durable import DatabaseUnavailable, Durable
 from digest.send.ledger import RetryPolicy, deliver
 from digest.send.sendgrid import SendGridBackend
-from digest.store import Store
+from digest.store import Sends, Store
 
 READERS = [Recipient(f"reader{i:03d}@example.org", f"Reader {i}") for i in range(50)]
 
@@ -89,10 +89,10 @@ def fake() -> Iterator[FakeSendGrid]:
         yield server
 
 
-def _blinking(store: Store, method: str, times: int, *, after: bool) -> None:
-    """Make store.METHOD fail `times` times as a dropped connection does: before the
+def _blinking(sends: Sends, method: str, times: int, *, after: bool) -> None:
+    """Make store.sends.METHOD fail `times` times as a dropped connection does: before the
     statement ran, or (after) once it had committed but before the answer came."""
-    real: Callable[..., Any] = getattr(store, method)
+    real: Callable[..., Any] = getattr(sends, method)
     left = [times]
 
     def blink(*args: Any, **kwargs: Any) -> Any:
@@ -103,7 +103,7 @@ def _blinking(store: Store, method: str, times: int, *, after: bool) -> None:
             raise _gone()
         return real(*args, **kwargs)
 
-    setattr(store, method, blink)
+    setattr(sends, method, blink)
 
 
 @pytest.mark.parametrize(("method", "after"), [("finish_batch", False), ("claim_batch", True)])
@@ -114,10 +114,10 @@ def test_a_database_that_blinks_mid_send_leaves_nothing_in_doubt_and_nobody_twic
     claim_batch: claims commit but their answers are lost; the retry finds each one
     again by its token instead of claiming a second batch and leaving the first in doubt."""
     store = Store.open(settings.database_url)
-    send_id = store.create_send(
+    send_id = store.sends.create_send(
         EDITION, "sendgrid", [READERS[i : i + 10] for i in range(0, 50, 10)]
     )
-    _blinking(store, method, 3, after=after)
+    _blinking(store.sends, method, 3, after=after)
     backend = SendGridBackend(DEFAULT_KEY, host=fake.url)
     try:
         result = deliver(store, backend, letter(settings), send_id, concurrency=2)
@@ -133,10 +133,10 @@ def test_a_database_gone_for_good_leaves_only_the_batch_in_hand_in_doubt(
     settings: Settings, fake: FakeSendGrid
 ) -> None:
     store = Store.open(settings.database_url)
-    send_id = store.create_send(
+    send_id = store.sends.create_send(
         EDITION, "sendgrid", [READERS[i : i + 10] for i in range(0, 50, 10)]
     )
-    _blinking(store, "finish_batch", 1000, after=False)
+    _blinking(store.sends, "finish_batch", 1000, after=False)
     backend = SendGridBackend(DEFAULT_KEY, host=fake.url)
     with pytest.raises(DatabaseUnavailable, match=r"--resume` once it is back"):
         deliver(
@@ -149,7 +149,7 @@ def test_a_database_gone_for_good_leaves_only_the_batch_in_hand_in_doubt(
     backend.close()
     # One batch went out and its "sent" could not be written; nothing else was tried.
     assert len(fake.deliveries) == 10
-    assert store.batch_states(send_id) == {"sending": (1, 10), "pending": (4, 40)}
+    assert store.sends.batch_states(send_id) == {"sending": (1, 10), "pending": (4, 40)}
     store.close()
 
 
@@ -159,7 +159,7 @@ def test_a_database_away_before_the_ledger_is_one_line_too(settings: Settings) -
     def away(*_args: object) -> None:
         raise _gone("connection refused")
 
-    store.load_edition = away  # type: ignore[method-assign]
+    store.editions.load_edition = away  # type: ignore[method-assign]
     with pytest.raises(DatabaseUnavailable) as stopped:
         jobs.send(settings, store, EDITION)
     assert str(stopped.value) == (

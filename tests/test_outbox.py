@@ -99,8 +99,8 @@ def test_a_crash_mid_send_leaves_the_batch_in_doubt_and_it_is_not_resent(
     # batches 1 (2) and 2 (1); the six others each have their own, of one reader.
     assert (first.sent, first.pending) == (3, 6)
     # A crash between "sending" and "sent": claim a batch and never finish it.
-    send_id = store.get_send(DAY.isoformat()).id
-    crashed = store.claim_batch(send_id)
+    send_id = store.sends.get_send(DAY.isoformat()).id
+    crashed = store.sends.claim_batch(send_id)
     assert crashed is not None and crashed.number == 3
     with pytest.raises(Exception, match="--resume"):
         jobs.send(settings, store, DAY.isoformat())
@@ -120,7 +120,7 @@ def test_test_send_marks_subject_and_records_nothing(settings: Settings) -> None
     messages = _messages(settings.delivery.outbox_dir / f"test-{DAY.isoformat()}")
     assert len(messages) == 1
     assert messages[0]["Subject"].startswith("[TEST] Trump to meet Putin")
-    assert store.get_send(DAY.isoformat()) is None
+    assert store.sends.get_send(DAY.isoformat()) is None
 
 
 def test_a_test_copy_of_one_section_preference(settings: Settings) -> None:
@@ -139,7 +139,7 @@ def test_a_test_copy_of_one_section_preference(settings: Settings) -> None:
     assert "fiber-optic" in more_in(whole)  # a News story, which this reader did not choose
     assert "fiber-optic" not in more_in(text)
     assert message["Subject"].startswith("[TEST] Trump to meet Putin")  # the lead is for all
-    assert store.get_send(DAY.isoformat()) is None
+    assert store.sends.get_send(DAY.isoformat()) is None
 
 
 def test_the_outbox_records_each_recipient_and_a_retry_rewrites_none_of_their_files(
@@ -151,15 +151,15 @@ def test_the_outbox_records_each_recipient_and_a_retry_rewrites_none_of_their_fi
     send_id = first.send.send_id
     # As if the process had died after the files and their record, before "sent":
     # the batch is in doubt, and resending it in doubt writes none of its files again.
-    store.finish_batch(send_id, 1, "sending")
+    store.sends.finish_batch(send_id, 1, "sending")
     before = {p.name: p.stat().st_mtime_ns for p in first.outbox.glob("*.eml")}
     retried = jobs.send(run_settings, store, DAY.isoformat(), resume=True, retry_in_doubt=True)
     after = {p.name: p.stat().st_mtime_ns for p in first.outbox.glob("*.eml")}
     assert after == before
     assert (retried.state, retried.sent, retried.sent_now) == ("done", len(ACTIVE_VALID), 0)
-    from digest import deliveries
+    from digest.store import delivery
 
     batches = range(1, first.send.batches + 1)
-    recorded = set().union(*(deliveries.tally(store, send_id, b).accepted for b in batches))
+    recorded = set().union(*(delivery.tally(store, send_id, b).accepted for b in batches))
     store.close()
     assert recorded == ACTIVE_VALID

@@ -47,7 +47,7 @@ def test_sample_edition(settings: Settings, store: Store) -> None:
 def test_every_pick_keeps_its_score_breakdown(settings: Settings, store: Store) -> None:
     collect_all(settings, store)
     drafted = draft(store, settings, DAY)
-    loaded = store.load_edition(DAY.isoformat())
+    loaded = store.editions.load_edition(DAY.isoformat())
     assert loaded is not None
     assert [p.story.url for p in loaded.picks] == [p.story.url for p in drafted.picks]
     for pick in loaded.picks:
@@ -95,8 +95,8 @@ def test_an_approved_edition_is_not_redrafted(settings: Settings, store: Store) 
 
     collect_all(settings, store)
     first = jobs.draft(settings, store, DAY)
-    store.set_edition_status(first.name, "approved")
-    store.upsert_stories(
+    store.editions.set_edition_status(first.name, "approved")
+    store.stories.upsert_stories(
         [
             replace(
                 first.lead.story,

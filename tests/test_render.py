@@ -198,7 +198,7 @@ def test_gmail_clip_gate_refuses_a_send_unless_overridden(
     assert re.search(r"the HTML is \d+ KB, \d+ KB over Gmail's 20 KB clip limit", message)
     assert re.search(r"More in News \d+ KB \(8 stories, about \d\.\d KB each\)", message)
     assert "digest edit --drop" in message and "--allow-clipped" in message
-    assert store.get_send(DAY.isoformat()) is None  # refused before anything was recorded
+    assert store.sends.get_send(DAY.isoformat()) is None  # refused before anything was recorded
     result = jobs.send(settings, store, DAY.isoformat(), allow_clipped=True)
     assert result.state == "done" and result.sent == result.recipients > 0
     store.close()

@@ -413,49 +413,49 @@ def test_next_lists_each_job_in_the_zone_and_utc(settings: config.Settings, tmp_
 
 def test_a_fire_time_is_claimed_once(store: Store) -> None:
     fire = utc(2026, 3, 9, 14)
-    assert store.claim_job_run("send", fire, "a")
-    assert not store.claim_job_run("send", fire, "b")  # running: nobody else
-    assert store.claim_job_run("send", fire + timedelta(days=1), "b")  # another fire time
-    assert store.finish_job_run("send", fire, "a", "ok", "done")
-    assert not store.claim_job_run("send", fire, "b")  # finished: never again
-    assert store.job_run("send", fire).state == "ok"
-    assert store.last_job_run("send").fire_time == fire + timedelta(days=1)
+    assert store.runs.claim_job_run("send", fire, "a")
+    assert not store.runs.claim_job_run("send", fire, "b")  # running: nobody else
+    assert store.runs.claim_job_run("send", fire + timedelta(days=1), "b")  # another fire time
+    assert store.runs.finish_job_run("send", fire, "a", "ok", "done")
+    assert not store.runs.claim_job_run("send", fire, "b")  # finished: never again
+    assert store.runs.job_run("send", fire).state == "ok"
+    assert store.runs.last_job_run("send").fire_time == fire + timedelta(days=1)
 
 
 def test_a_stopped_or_interrupted_run_is_resumed_once(store: Store) -> None:
     fire = utc(2026, 3, 9, 14)
-    store.claim_job_run("send", fire, "a")
-    store.finish_job_run("send", fire, "a", "stopped", "SIGTERM")
-    assert store.claim_job_run("send", fire, "b")
-    assert not store.claim_job_run("send", fire, "c")  # b is running it
-    assert [tuple(r) for r in store.interrupt_job_runs("c")] == [("send", fire, "b")]
-    assert not store.claim_job_run("send", fire, "c")  # started twice: left to a person
-    row = store.job_run("send", fire)
+    store.runs.claim_job_run("send", fire, "a")
+    store.runs.finish_job_run("send", fire, "a", "stopped", "SIGTERM")
+    assert store.runs.claim_job_run("send", fire, "b")
+    assert not store.runs.claim_job_run("send", fire, "c")  # b is running it
+    assert [tuple(r) for r in store.runs.interrupt_job_runs("c")] == [("send", fire, "b")]
+    assert not store.runs.claim_job_run("send", fire, "c")  # started twice: left to a person
+    row = store.runs.job_run("send", fire)
     assert (row.state, row.holder, row.starts) == ("interrupted", "b", 2)
 
 
 def test_lease_is_held_by_one_until_it_expires(store: Store) -> None:
     ttl = timedelta(seconds=30)
-    assert store.take_lease("scheduler", "a", ttl)
-    assert not store.take_lease("scheduler", "b", ttl)
-    assert store.renew_lease("scheduler", "a", ttl)
-    assert not store.renew_lease("scheduler", "b", ttl)
-    store.release_lease("scheduler", "a")
-    assert store.take_lease("scheduler", "b", ttl)
-    assert not store.renew_lease("scheduler", "a", ttl)  # a has lost it
-    assert store.take_lease("scheduler", "c", timedelta(seconds=-1), force=True)
-    assert store.lease("scheduler").holder == "c"
-    assert store.take_lease("scheduler", "d", ttl)  # c's lease had already expired
+    assert store.runs.take_lease("scheduler", "a", ttl)
+    assert not store.runs.take_lease("scheduler", "b", ttl)
+    assert store.runs.renew_lease("scheduler", "a", ttl)
+    assert not store.runs.renew_lease("scheduler", "b", ttl)
+    store.runs.release_lease("scheduler", "a")
+    assert store.runs.take_lease("scheduler", "b", ttl)
+    assert not store.runs.renew_lease("scheduler", "a", ttl)  # a has lost it
+    assert store.runs.take_lease("scheduler", "c", timedelta(seconds=-1), force=True)
+    assert store.runs.lease("scheduler").holder == "c"
+    assert store.runs.take_lease("scheduler", "d", ttl)  # c's lease had already expired
 
 
 def test_advisory_lock_is_one_per_schema(pg_url: str) -> None:
     first, second = Store.open(pg_url), Store.open(pg_url)
-    a, b = first.lock_connection(), second.lock_connection()
+    a, b = first.runs.lock_connection(), second.runs.lock_connection()
     try:
-        assert first.try_advisory_lock(a, "scheduler")
-        assert not second.try_advisory_lock(b, "scheduler")
+        assert first.runs.try_advisory_lock(a, "scheduler")
+        assert not second.runs.try_advisory_lock(b, "scheduler")
         a.invalidate()  # the session ends, as when the process dies: the lock goes with it
-        assert second.try_advisory_lock(b, "scheduler")
+        assert second.runs.try_advisory_lock(b, "scheduler")
     finally:
         b.close()
         first.close()

@@ -213,7 +213,7 @@ def test_two_schedulers_fire_once_and_the_standby_takes_over(newsroom: Path, dat
 
     store = Store.open(database)
     try:
-        runs = store.list_job_runs("tick")
+        runs = store.runs.list_job_runs("tick")
     finally:
         store.close()
     first_runs = [r for r in runs if r.started_at < killed_at]

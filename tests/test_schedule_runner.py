@@ -59,7 +59,7 @@ def at(hour: int, minute: int = 0, day: int = 5, second: int = 0) -> datetime:
 def newsroom_settings(newsroom: Path, **replace: str) -> config.Settings:
     """The sample newsroom's settings, with some digest.toml lines replaced.
 
-    One batch in flight per send: with two, Store.claim_batch's retry can wait on
+    One batch in flight per send: with two, store.sends.claim_batch's retry can wait on
     its own SQLite write lock for the 30 s busy timeout (reported to the lead).
     """
     toml = newsroom / "digest.toml"
@@ -85,8 +85,8 @@ def schedule_for(settings: config.Settings, body: str = MORNING) -> Schedule:
 
 def record(store: Store, job: str, fire_time: datetime, state: str = "ok") -> None:
     """A run an earlier scheduler finished."""
-    assert store.claim_job_run(job, fire_time, "earlier")
-    store.finish_job_run(job, fire_time, "earlier", state, "")
+    assert store.runs.claim_job_run(job, fire_time, "earlier")
+    store.runs.finish_job_run(job, fire_time, "earlier", state, "")
 
 
 def alerts(settings: config.Settings) -> list[EmailMessage]:
@@ -136,7 +136,7 @@ def runner(
 def test_a_first_start_has_missed_nothing(settings: config.Settings, local_store: Store) -> None:
     schedule = schedule_for(settings)
     assert runner(settings, local_store, schedule, at(6, 10)).catch_up() == []
-    assert local_store.list_job_runs() == [] and alerts(settings) == []
+    assert local_store.runs.list_job_runs() == [] and alerts(settings) == []
 
 
 def test_missed_collect_and_draft_run_once_after_days_of_downtime(
@@ -152,10 +152,10 @@ def test_missed_collect_and_draft_run_once_after_days_of_downtime(
         ("collect", at(5, 0), "ok"),  # once, for the latest fire time, coalesced
         ("draft", at(5, 30), "ok"),  # after the collect: in fire-time order
     ]
-    collects = local_store.list_job_runs("collect")
+    collects = local_store.runs.list_job_runs("collect")
     assert [r.fire_time for r in collects] == [at(5, 0, day=2), at(5, 0)]
-    assert local_store.load_edition(DAY) is not None
-    assert local_store.get_send("2025-12-04") is None
+    assert local_store.editions.load_edition(DAY) is not None
+    assert local_store.sends.get_send("2025-12-04") is None
     assert any("missed 3 fire times since 2025-12-02 05:00 AKST" in m for m in logged.messages)
     (held,) = alerts(settings)
     assert "send held" in held["Subject"] and "2025-12-04" in text_of(held)
@@ -177,9 +177,9 @@ def test_a_missed_send_within_its_grace_is_sent(
         ("draft", "ok"),
         ("send", "ok"),
     ]
-    assert local_store.get_send(DAY).state == "done"
+    assert local_store.sends.get_send(DAY).state == "done"
     assert len(sent_files(settings)) == 9
-    assert local_store.job_run("send", at(6, 0)).state == "ok"
+    assert local_store.runs.job_run("send", at(6, 0)).state == "ok"
     assert alerts(settings) == []
 
 
@@ -195,8 +195,8 @@ def test_a_missed_send_past_its_grace_is_held_logged_and_mailed(
         ("draft", "ok"),
         ("send", "held"),
     ]
-    assert store.get_send(DAY) is None and sent_files(settings) == []
-    row = store.job_run("send", at(6, 0))
+    assert store.sends.get_send(DAY) is None and sent_files(settings) == []
+    row = store.runs.job_run("send", at(6, 0))
     assert row.state == "held" and "31m late" in row.detail
     assert any(
         r.levelno == logging.ERROR and "held, not sent" in r.getMessage() for r in logged.records
@@ -207,7 +207,7 @@ def test_a_missed_send_past_its_grace_is_held_logged_and_mailed(
     assert f"digest send {DAY} --resume" in text_of(mail)
     # The next scheduler to start does not send it, nor mail about it again.
     assert runner(settings, store, schedule, at(9, 0), holder="next").catch_up() == []
-    assert store.get_send(DAY) is None and len(alerts(settings)) == 1
+    assert store.sends.get_send(DAY) is None and len(alerts(settings)) == 1
 
 
 # -- takeover: a run left behind by a scheduler that died -------------------------------------
@@ -228,16 +228,16 @@ def test_a_send_interrupted_by_a_dead_scheduler_is_resumed_not_resent(
     record(store, "collect", at(5, 0))
     record(store, "draft", at(5, 30))
     # The active scheduler took the 06:00 send, sent two batches, and was killed.
-    assert store.claim_job_run("send", at(6, 0), "dead-scheduler")
+    assert store.runs.claim_job_run("send", at(6, 0), "dead-scheduler")
     partial = jobs.send(settings, store, DAY, limit=2)
     # Batches hold one section preference each: 2 + 1 readers with none, then 1 each.
     assert partial.sent == 3 and partial.pending == 6
     # The standby takes over at 06:02.
     outcomes = runner(settings, store, schedule, at(6, 2), holder="standby").catch_up()
     assert [(o.job, o.state) for o in outcomes] == [("send", "ok")]
-    row = store.job_run("send", at(6, 0))
+    row = store.runs.job_run("send", at(6, 0))
     assert (row.state, row.holder, row.starts) == ("ok", "standby", 2)
-    done = report(store, store.get_send(DAY).id)
+    done = report(store, store.sends.get_send(DAY).id)
     assert (done.sent, done.pending, done.in_doubt, done.failed) == (9, 0, 0, 0)
     assert len(sent_files(settings)) == 9
     assert alerts(settings) == []
@@ -251,11 +251,11 @@ def test_an_in_doubt_batch_is_left_alone_and_the_operators_told(
     prepare_edition(settings, local_store)
     record(local_store, "collect", at(5, 0))
     record(local_store, "draft", at(5, 30))
-    assert local_store.claim_job_run("send", at(6, 0), "dead-scheduler")
+    assert local_store.runs.claim_job_run("send", at(6, 0), "dead-scheduler")
     jobs.send(settings, local_store, DAY, limit=1)
-    send_id = local_store.get_send(DAY).id
+    send_id = local_store.sends.get_send(DAY).id
     # Killed between marking batch 2 "sending" and hearing back from the mail API.
-    claimed = local_store.claim_batch(send_id)
+    claimed = local_store.sends.claim_batch(send_id)
     assert claimed is not None and claimed.number == 2
     outcomes = runner(settings, local_store, schedule, at(6, 5), holder="standby").catch_up()
     assert [(o.job, o.state) for o in outcomes] == [("send", "failed")]
@@ -272,11 +272,11 @@ def test_a_send_that_ran_past_its_grace_before_the_takeover_is_held(
     settings = newsroom_settings(newsroom, **{"batch_size = 1000": "batch_size = 2"})
     schedule = schedule_for(settings)
     prepare_edition(settings, local_store)
-    assert local_store.claim_job_run("send", at(6, 0), "dead-scheduler")
+    assert local_store.runs.claim_job_run("send", at(6, 0), "dead-scheduler")
     jobs.send(settings, local_store, DAY, limit=1)
     outcomes = runner(settings, local_store, schedule, at(7, 0), holder="standby").catch_up()
     assert [(o.job, o.state) for o in outcomes] == [("send", "held")]
-    assert report(local_store, local_store.get_send(DAY).id).sent == 2
+    assert report(local_store, local_store.sends.get_send(DAY).id).sent == 2
     assert len(alerts(settings)) == 1
 
 
@@ -289,7 +289,7 @@ def test_two_schedulers_firing_one_fire_time_run_it_once(
     second = runner(settings, local_store, schedule, at(5, 0, second=2), holder="b")
     assert first.fire_due(collect).state == "ok"  # type: ignore[union-attr]
     assert second.fire_due(collect).state == "taken"  # type: ignore[union-attr]
-    assert [(r.job, r.fire_time, r.holder) for r in local_store.list_job_runs()] == [
+    assert [(r.job, r.fire_time, r.holder) for r in local_store.runs.list_job_runs()] == [
         ("collect", at(5, 0), "a")
     ]
 
@@ -315,14 +315,14 @@ def test_stopping_mid_send_finishes_the_batch_and_the_next_scheduler_resumes(
     first.halt.set()  # what SIGTERM does
     thread.join(20)
     assert outcome[0].state == "stopped"
-    stopped = report(local_store, local_store.get_send(DAY).id)
+    stopped = report(local_store, local_store.sends.get_send(DAY).id)
     assert stopped.state == "paused" and stopped.in_doubt == 0
     assert 2 <= stopped.sent < 9 and stopped.sent + stopped.pending == 9
-    assert local_store.job_run("send", at(6, 0)).state == "stopped"
+    assert local_store.runs.job_run("send", at(6, 0)).state == "stopped"
     # Started again at 06:03, the scheduler finishes the send it stopped.
     again = runner(settings, local_store, schedule, at(6, 3), holder="second").catch_up()
     assert [(o.job, o.state) for o in again] == [("send", "ok")]
-    done = report(local_store, local_store.get_send(DAY).id)
+    done = report(local_store, local_store.sends.get_send(DAY).id)
     assert (done.sent, done.pending, done.in_doubt) == (9, 0, 0)
     assert len(sent_files(settings)) == 9 and alerts(settings) == []
 
@@ -361,7 +361,7 @@ def test_a_failing_job_is_retried_logged_mailed_and_the_rest_go_on(
     assert any("attempt 1 of 3 failed: RuntimeError: connection reset" in m for m in messages)
     (mail,) = alerts(settings)  # the collect that failed its retries; not the draft
     assert "collect failed" in mail["Subject"]
-    assert local_store.job_run("collect", at(5, 0)).state == "failed"
+    assert local_store.runs.job_run("collect", at(5, 0)).state == "failed"
 
 
 def test_a_late_collect_with_a_grace_is_skipped_not_mailed(
@@ -385,21 +385,21 @@ def test_approved_policy_sends_only_an_approved_edition(
     schedule = schedule_for(settings, body)
     prepare_edition(settings, local_store)
     # A story for the 6th's edition (the sample's stories are all the 5th's).
-    (story,) = local_store.stories_by_url([LEAD_URL]).values()
+    (story,) = local_store.stories.stories_by_url([LEAD_URL]).values()
     later = replace(story, id=None, url=f"{LEAD_URL}?day=6", published_at=at(5, 0, day=6))
-    local_store.upsert_stories([later])
+    local_store.stories.upsert_stories([later])
     jobs.draft(settings, local_store, date(2025, 12, 6))
     editor.approve(settings, local_store, "2025-12-06", "chief")  # what `digest approve` does
     send = schedule.job("send")
     held = runner(settings, local_store, schedule, at(6, 0, second=3)).fire_due(send)
     assert held is not None and held.state == "held" and "'draft', not approved" in held.detail
-    assert local_store.get_send(DAY) is None
+    assert local_store.sends.get_send(DAY) is None
     (mail,) = alerts(settings)
     assert "send held" in mail["Subject"] and f"digest send {DAY}" in text_of(mail)
     sent = runner(settings, local_store, schedule, at(6, 0, day=6, second=3)).fire_due(send)
     assert sent is not None and sent.state == "ok"
-    assert local_store.get_send("2025-12-06").state == "done"
-    assert local_store.load_edition("2025-12-06").status == "sent"
+    assert local_store.sends.get_send("2025-12-06").state == "done"
+    assert local_store.editions.load_edition("2025-12-06").status == "sent"
 
 
 def test_a_send_of_an_empty_edition_fails_and_the_operators_are_told(
@@ -412,7 +412,7 @@ def test_a_send_of_an_empty_edition_fails_and_the_operators_are_told(
     outcome = runner(settings, local_store, schedule, at(6, 0, second=3)).fire_due(send)
     assert outcome is not None and outcome.state == "failed"
     assert "has no stories" in outcome.detail
-    assert local_store.get_send(DAY) is None and sent_files(settings) == []
+    assert local_store.sends.get_send(DAY) is None and sent_files(settings) == []
     (mail,) = alerts(settings)
     assert "send failed" in mail["Subject"] and "has no stories" in text_of(mail)
 
@@ -441,7 +441,7 @@ def test_a_send_to_nobody_fails_and_the_operators_are_told(
     assert outcome is not None and outcome.state == "failed"
     assert expected in outcome.detail and "Traceback" not in outcome.detail
     # Nothing recorded: the edition is not burned, and goes out once the list is there.
-    assert local_store.get_send(DAY) is None and sent_files(settings) == []
+    assert local_store.sends.get_send(DAY) is None and sent_files(settings) == []
     (mail,) = alerts(settings)
     assert "send failed" in mail["Subject"] and expected in text_of(mail)
 
@@ -467,7 +467,7 @@ def test_a_preview_job_mails_the_editors_the_coming_edition(newsroom: Path) -> N
         message = BytesParser(policy=policy.default).parsebytes(mail.read_bytes())
         assert message["To"] == "ed@news.example.org"
         assert message["Subject"].startswith("[TEST] Trump to meet Putin")
-        assert store.load_edition(DAY) is not None and store.get_send(DAY) is None
+        assert store.editions.load_edition(DAY) is not None and store.sends.get_send(DAY) is None
     finally:
         store.close()
 
@@ -503,7 +503,7 @@ def test_a_fire_time_skipped_for_a_send_still_running_is_recorded_and_mailed(
     schedule = schedule_for(settings)
     event = JobSubmissionEvent(EVENT_JOB_MAX_INSTANCES, "send", "default", [at(6, 0)])
     runner(settings, local_store, schedule, at(6, 0)).on_max_instances(event)
-    row = local_store.job_run("send", at(6, 0))
+    row = local_store.runs.job_run("send", at(6, 0))
     assert row.state == "skipped" and "still going" in row.detail
     (mail,) = alerts(settings)
     assert "send skipped" in mail["Subject"]
@@ -516,10 +516,10 @@ def test_a_send_interrupted_on_an_earlier_day_is_reported_not_resumed(
     record(local_store, "collect", at(5, 0))
     record(local_store, "draft", at(5, 30))
     # A send left running on the 3rd by a scheduler that died; the 4th's went fine.
-    assert local_store.claim_job_run("send", at(6, 0, day=3), "dead-scheduler")
+    assert local_store.runs.claim_job_run("send", at(6, 0, day=3), "dead-scheduler")
     record(local_store, "send", at(6, 0, day=4))
     outcomes = runner(settings, local_store, schedule, at(5, 45), holder="next").catch_up()
     assert outcomes == []  # nothing is due; the 3rd's send is not resumed two days late
-    assert local_store.job_run("send", at(6, 0, day=3)).state == "interrupted"
+    assert local_store.runs.job_run("send", at(6, 0, day=3)).state == "interrupted"
     (mail,) = alerts(settings)
     assert "send interrupted" in mail["Subject"] and "digest send 2025-12-03" in text_of(mail)

@@ -27,7 +27,7 @@ from digest.models import Subscriber
 from digest.send.sendgrid import SendGridBackend
 from digest.send.sendgrid_events import KEY_VARIABLE
 from digest.store import Store
-from digest.store_events import event_counts, sendgrid_events
+from digest.store.events import event_counts, sendgrid_events
 from digest.web import create_app
 
 READERS = [Subscriber(f"reader{i:03d}@example.org", f"Reader {i}") for i in range(50)]
@@ -55,7 +55,7 @@ def key() -> WebhookKey:
 def site(settings: Settings, key: WebhookKey) -> Iterator[tuple[str, Store]]:
     """`digest web` (the app on uvicorn) with the webhook's verification key; its store."""
     store = Store.open(settings.database_url)
-    store.upsert_subscribers(READERS)
+    store.subscribers.upsert_subscribers(READERS)
     with serving(
         create_app(with_env(settings, **{KEY_VARIABLE: key.verification_key}), store)
     ) as url:
@@ -114,7 +114,7 @@ def test_the_webhook_keeps_each_delivery_event_of_a_batch_once(
         4: {"deferred": 1},
     }
     # The bounce still did what a bounce does.
-    assert store.suppression("reader001@example.org").reason == "bounced"
+    assert store.subscribers.suppression("reader001@example.org").reason == "bounced"
 
 
 def test_a_resume_settles_from_events_what_sendgrid_took_and_waits_for_the_rest(
@@ -129,8 +129,8 @@ def test_a_resume_settles_from_events_what_sendgrid_took_and_waits_for_the_rest(
         send_id = first.send_id
         # Then a crash: batch 3 was taken by SendGrid and its answer never read; batch
         # 4 was claimed and the process died before its request left.
-        taken = store.claim_batch(send_id)
-        never = store.claim_batch(send_id)
+        taken = store.sends.claim_batch(send_id)
+        never = store.sends.claim_batch(send_id)
         assert taken is not None and never is not None
         backend = SendGridBackend(DEFAULT_KEY, host=fake.url)
         backend.push(letter(room), taken)
@@ -170,7 +170,7 @@ def test_without_events_an_in_doubt_batch_of_an_smtp_send_is_the_operators_at_on
 ) -> None:
     _url, store = site
     first = jobs.send(settings, store, EDITION, backend="outbox", limit=1)
-    store.claim_batch(first.send_id)  # a crash mid-batch
+    store.sends.claim_batch(first.send_id)  # a crash mid-batch
     resumed = jobs.send(settings, store, EDITION, resume=True)
     assert resumed.awaiting_events == [] and resumed.in_doubt_batches == [2]
     assert "--retry-in-doubt" in resumed.note and "SendGrid" not in resumed.note

@@ -257,11 +257,13 @@ def test_a_dry_run_builds_every_request_and_sends_nothing(
     )
     drafted(settings)
     store = jobs.open_store(settings)
-    store.upsert_subscribers([Subscriber(f"r{i}@example.org", f"R {i}") for i in range(10)])
+    store.subscribers.upsert_subscribers(
+        [Subscriber(f"r{i}@example.org", f"R {i}") for i in range(10)]
+    )
     dry = jobs.dry_run(settings, store, "2025-12-05", backend="sendgrid")
     assert (dry.recipients, dry.batches, dry.largest_batch) == (10, 3, 4)
     assert 60_000 < dry.largest_request < dry.request_bytes
-    assert store.get_send("2025-12-05") is None and fake.requests == 0
+    assert store.sends.get_send("2025-12-05") is None and fake.requests == 0
     store.close()
 
 

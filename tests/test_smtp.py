@@ -301,15 +301,15 @@ def test_an_address_that_does_not_exist_is_suppressed_a_policy_refusal_is_not(
     assert result.state == "done"
     assert len(inbox.messages) == 7
     # 5.1.1 says the mailbox does not exist: never mailed again. 5.7.1 is policy.
-    assert store.suppressed([gone, blocked]) == {gone: "bounced"}
-    statuses = {s.email: s.status for s in store.iter_subscribers()}
+    assert store.subscribers.suppressed([gone, blocked]) == {gone: "bounced"}
+    statuses = {s.email: s.status for s in store.subscribers.iter_subscribers()}
     assert (statuses[gone], statuses[blocked]) == ("bounced", "active")
-    refusals = " ".join(error for _n, error in store.refusals(result.send_id))
+    refusals = " ".join(error for _n, error in store.sends.refusals(result.send_id))
     assert "5.1.1" in refusals and "5.7.1" in refusals
     # The next import of the same spreadsheet does not bring the address back.
     jobs.sync_subscribers(settings, store)
-    assert gone not in {r.email for r in store.deliverable_recipients()}
-    assert blocked in {r.email for r in store.deliverable_recipients()}
+    assert gone not in {r.email for r in store.subscribers.deliverable_recipients()}
+    assert blocked in {r.email for r in store.subscribers.deliverable_recipients()}
     store.close()
 
 

@@ -153,8 +153,10 @@ def test_a_relay_without_smtputf8_refuses_only_the_reader_who_needs_it(
     }
     store = Store.open(env["DIGEST_DATABASE_URL"])
     try:
-        ((_number, refusal),) = store.refusals(first.send_id)
-        assert store.suppressed(["jörg@example.org"]) == {}  # the address is fine; the relay is not
+        ((_number, refusal),) = store.sends.refusals(first.send_id)
+        assert (
+            store.subscribers.suppressed(["jörg@example.org"]) == {}
+        )  # the address is fine; the relay is not
     finally:
         store.close()
     assert "jörg@example.org: not sent: the address needs SMTPUTF8 (RFC 6531)" in refusal
@@ -178,7 +180,7 @@ def test_a_connection_lost_after_data_leaves_that_one_reader_in_doubt(
         store = Store.open(env["DIGEST_DATABASE_URL"])
         try:
             detail = in_doubt_detail(store, first.send_id, 1, len(READERS))
-            (batch,) = store.failed_batches(first.send_id)
+            (batch,) = store.sends.failed_batches(first.send_id)
         finally:
             store.close()
         assert "4 accepted, 1 may have had it (cleo@example.org), 0 not sent" in detail

@@ -122,18 +122,18 @@ def test_import_reports_bad_rows_by_line_and_keeps_the_first_of_repeats_across_c
     assert (report.read, report.added, report.duplicates) == (12, 8, 2)
     assert [r.split(": ", 2)[1] for r in report.rejected] == ["line 6", "line 13"]
     assert "'not an address' is not an e-mail address" in report.rejected[0]
-    names = {s.email: s.name for s in store.iter_subscribers()}
+    names = {s.email: s.name for s in store.subscribers.iter_subscribers()}
     assert names["reader1@example.org"] == "Reader 1"  # the first row won
     assert names["reader2@example.org"] == "Reader 2"
-    assert store.iter_subscribers().__next__().attributes == {"city": "Juneau"}
+    assert store.subscribers.iter_subscribers().__next__().attributes == {"city": "Juneau"}
     again = import_csv(store, path, chunk=4)  # a second import of the same file
     assert (again.added, again.updated, again.duplicates) == (0, 8, 2)
 
 
 def test_an_import_never_resubscribes_anyone_who_left(store: Store, tmp_path: Path) -> None:
-    store.upsert_subscribers([Subscriber("gone@example.org")])
-    store.suppress("gone@example.org", "unsubscribed", source="link")
-    store.suppress("bounced@example.org", "bounced", source="webhook")
+    store.subscribers.upsert_subscribers([Subscriber("gone@example.org")])
+    store.subscribers.suppress("gone@example.org", "unsubscribed", source="link")
+    store.subscribers.suppress("bounced@example.org", "bounced", source="webhook")
     path = _write(
         tmp_path / "list.csv",
         [
@@ -144,18 +144,18 @@ def test_an_import_never_resubscribes_anyone_who_left(store: Store, tmp_path: Pa
     )
     report = import_csv(store, path)
     assert report.kept_out == 2
-    statuses = {s.email: s.status for s in store.iter_subscribers()}
+    statuses = {s.email: s.status for s in store.subscribers.iter_subscribers()}
     assert statuses == {
         "gone@example.org": "unsubscribed",
         "bounced@example.org": "bounced",
         "complained@example.org": "complained",
     }
-    assert list(store.deliverable_recipients()) == []
+    assert list(store.subscribers.deliverable_recipients()) == []
 
 
 @pytest.mark.parametrize("dangerous", ['=HYPERLINK("http://x")', "+1+1", "-2", "@SUM(A1)", "\tx"])
 def test_export_defuses_spreadsheet_formulas(store: Store, tmp_path: Path, dangerous: str) -> None:
-    store.upsert_subscribers(
+    store.subscribers.upsert_subscribers(
         [Subscriber("a@example.org", name=dangerous, attributes={"note": dangerous})]
     )
     path = tmp_path / "export.csv"

@@ -124,10 +124,10 @@ def test_each_reader_gets_the_copy_for_their_sections(run_settings: Settings) ->
     # One copy per distinct preference, rendered once and kept: the whole edition,
     # and arts;community, news, community, environment, environment;politics,
     # news;politics.
-    keys = {rank.variant_key(summary.edition, s) for s in store.deliverable_sections()}
+    keys = {rank.variant_key(summary.edition, s) for s in store.subscribers.deliverable_sections()}
     assert len(keys | {""}) == 7
     for key in keys:
-        stored = store.load_render(EDITION, key)
+        stored = store.editions.load_render(EDITION, key)
         assert stored is not None
         assert f"%%unsubscribe_url-{stored[1].token_key}%%" in stored[1].html
     store.close()
@@ -141,7 +141,7 @@ def test_dry_run_counts_the_copies_and_batches_a_send_would_make(run_settings: S
     jobs.draft(settings, store, DAY)
     dry = jobs.dry_run(settings, store, EDITION)
     assert (dry.recipients, dry.batches, dry.copies) == (9, 8, 7)
-    assert store.get_send(EDITION) is None
+    assert store.sends.get_send(EDITION) is None
     sent = jobs.send(settings, store, EDITION)
     assert (sent.recipients, sent.batches) == (dry.recipients, dry.batches)
     store.close()

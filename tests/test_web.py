@@ -98,7 +98,7 @@ def with_env(settings: Settings, **env: str) -> Settings:
 
 
 def statuses(store: Store) -> dict[str, str]:
-    return {s.email: s.status for s in store.iter_subscribers()}
+    return {s.email: s.status for s in store.subscribers.iter_subscribers()}
 
 
 def suppression_rows(store: Store) -> dict[str, tuple[str, str]]:
@@ -112,7 +112,7 @@ def suppression_rows(store: Store) -> dict[str, tuple[str, str]]:
 @pytest.fixture
 def site(store: Store, settings: Settings, sendgrid_key: SendGridKey) -> Iterator[str]:
     """The app for the sample newsroom, on the test's store, with a webhook key set."""
-    store.upsert_subscribers([Subscriber(READER, "Renée")])
+    store.subscribers.upsert_subscribers([Subscriber(READER, "Renée")])
     configured = with_env(settings, **{KEY_VARIABLE: sendgrid_key.verification_key})
     with serving(create_app(configured, store)) as url:
         yield url
@@ -196,7 +196,7 @@ def test_the_page_button_unsubscribes(site: str, settings: Settings, store: Stor
 def test_a_reader_who_bounced_keeps_that_reason(
     site: str, settings: Settings, store: Store
 ) -> None:
-    store.suppress(READER, "bounced", source="sendgrid:bounce")
+    store.subscribers.suppress(READER, "bounced", source="sendgrid:bounce")
     done = httpx.post(token_url(site, settings), content=b"List-Unsubscribe=One-Click")
     assert done.status_code == 200 and "already unsubscribed" in done.text
     assert suppression_rows(store) == {READER: ("bounced", "sendgrid:bounce")}
@@ -242,7 +242,7 @@ def test_pages_escape_what_the_settings_say(store: Store, settings: Settings) ->
             brand_color="red}</style><script>alert(1)</script>",
         ),
     )
-    store.upsert_subscribers([Subscriber(READER, "Renée")])
+    store.subscribers.upsert_subscribers([Subscriber(READER, "Renée")])
     with serving(create_app(hostile, store)) as site:
         for url in (token_url(site, settings), f"{site}/unsubscribe", f"{site}/unsubscribe/x"):
             page = httpx.get(url)
@@ -279,7 +279,7 @@ PEOPLE = {
 def test_webhook_turns_events_into_suppressions(
     site: str, store: Store, sendgrid_key: SendGridKey
 ) -> None:
-    store.upsert_subscribers([Subscriber(email) for email in PEOPLE])
+    store.subscribers.upsert_subscribers([Subscriber(email) for email in PEOPLE])
     body = events_for(
         *({"email": email, **event} for email, event in PEOPLE.items()),
         {"email": "gone@example.org", "event": "bounce", "type": "bounce"},  # a repeat
@@ -361,7 +361,7 @@ def test_webhook_signed_but_malformed_is_400(
 def test_webhook_without_a_key_accepts_nothing(
     store: Store, settings: Settings, sendgrid_key: SendGridKey
 ) -> None:
-    store.upsert_subscribers([Subscriber(READER)])
+    store.subscribers.upsert_subscribers([Subscriber(READER)])
     body = events_for({"email": READER, "event": "spamreport"})
     not_a_key = "c2VjcmV0LWJ1dC1ub3QtYS1rZXk="
     for env, why in (({}, "is not set"), ({KEY_VARIABLE: not_a_key}, "is not an ECDSA P-256")):
@@ -489,7 +489,7 @@ def test_webhook_takes_a_retry_signed_hours_ago(
     site: str, store: Store, sendgrid_key: SendGridKey
 ) -> None:
     """SendGrid retries for up to 24 hours: the bounces of an outage are not lost."""
-    store.upsert_subscribers([Subscriber("gone@example.org")])
+    store.subscribers.upsert_subscribers([Subscriber("gone@example.org")])
     body = events_for({"email": "gone@example.org", "event": "bounce", "type": "bounce"})
     signed_earlier = sendgrid_key.headers(body, timestamp=int(time.time()) - 6 * 3600)
     answer = httpx.post(f"{site}/webhooks/sendgrid", content=body, headers=signed_earlier)

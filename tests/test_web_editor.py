@@ -460,7 +460,7 @@ def test_send_me_a_test(anna: Newsroom, sample: Settings, store: Store) -> None:
         page = anna.change("test", address)
         assert why in flash(section(page.text, "test")), address
     assert len(list(outbox.glob("*.eml"))) == 1
-    assert store.get_send(EDITION) is None and view(sample, store).events == []
+    assert store.sends.get_send(EDITION) is None and view(sample, store).events == []
 
 
 def test_a_missing_edition_offers_a_draft(anna: Newsroom, store: Store) -> None:
@@ -475,7 +475,7 @@ def test_a_missing_edition_offers_a_draft(anna: Newsroom, store: Store) -> None:
     assert anna.client.get(f"/editor/{later}/preview").status_code == 404
     page = anna.change("draft", path=f"/editor/{later}")
     assert page.status_code == 200 and flash(page.text).startswith(f"drafted edition {later}")
-    assert store.load_edition(later) is not None
+    assert store.editions.load_edition(later) is not None
 
     for odd in ("not-a-date", "2025-13-45", "..%2Fetc"):
         assert anna.client.get(f"/editor/{odd}").status_code == 404, odd
@@ -489,7 +489,7 @@ def test_only_web_links_are_links(anna: Newsroom, sample: Settings, store: Store
         published_at=window.end - timedelta(hours=1),
         section="News",
     )
-    store.upsert_stories([odd])
+    store.stories.upsert_stories([odd])
     page = anna.page()
     assert odd.title in section(page.text, "others")
     assert "javascript:" not in page.text.replace('value="javascript:alert(1)"', "")
@@ -549,7 +549,7 @@ def test_the_sends_pages(anna: Newsroom, sample: Settings, store: Store) -> None
                 .where(send_batches.c.send_id == result.send_id, send_batches.c.number == number)
                 .values(state=state, error=error, attempts=3, response_code=None)
             )
-    store.set_send_state(result.send_id, "incomplete", "1 batch failed, 1 in doubt")
+    store.sends.set_send_state(result.send_id, "incomplete", "1 batch failed, 1 in doubt")
     detail = anna.page(f"/sends/{EDITION}").text
     assert '<span class="status incomplete">incomplete</span>' in detail
     assert re.search(r"Batch 1 \(\d recipients?\), in doubt since", section(detail, "in-doubt"))

@@ -238,7 +238,7 @@ def sends(
     from digest.send.reports import in_doubt_line
 
     with session(config_path) as (settings, store):
-        rows = [r for r in store.list_sends() if edition is None or r.edition == edition]
+        rows = [r for r in store.sends.list_sends() if edition is None or r.edition == edition]
         if edition and not rows:
             print_error(f"no send for edition {edition}")
             raise typer.Exit(1)
@@ -282,7 +282,7 @@ def sends(
         if edition and reports[0].in_doubt:
             console.print(_blast_radius(settings.delivery), markup=False)
         if edition:
-            for b in store.failed_batches(rows[0].id):
+            for b in store.sends.failed_batches(rows[0].id):
                 if b.state == "sending":
                     detail = in_doubt_detail(store, rows[0].id, b.number, b.size)
                     console.print(in_doubt_line(reports[0], b, wait, detail), markup=False)
@@ -293,7 +293,7 @@ def sends(
                         f"{b.response_code or ''} {b.error or ''}".rstrip(),
                         markup=False,
                     )
-            for number, error in store.refusals(rows[0].id):
+            for number, error in store.sends.refusals(rows[0].id):
                 console.print(f"batch {number}: {error}", markup=False)
             if rows[0].note:
                 console.print(rows[0].note, markup=False)

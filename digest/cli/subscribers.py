@@ -100,11 +100,11 @@ def subscribers_list(
         print_error(f"--status {status!r} is not one of {', '.join(sorted(STATUSES))}")
         raise typer.Exit(2)
     with session(config_path) as (_settings, store):
-        counts = store.count_subscribers()
+        counts = store.subscribers.count_subscribers()
         console.print(
             ", ".join(f"{k}: {v:,}" for k, v in sorted(counts.items())) or "no subscribers"
         )
-        for i, s in enumerate(store.iter_subscribers(status)):
+        for i, s in enumerate(store.subscribers.iter_subscribers(status)):
             if i >= limit:
                 break
             console.print(
@@ -125,9 +125,9 @@ def subscribers_show(
 
     with session(config_path) as (_settings, store):
         address = email_address(email)
-        subscriber = store.subscriber(address)
-        suppression = store.suppression(address)
-        deliveries = store.deliveries_to(address)
+        subscriber = store.subscribers.subscriber(address)
+        suppression = store.subscribers.suppression(address)
+        deliveries = store.subscribers.deliveries_to(address)
         if subscriber is None and suppression is None and not deliveries:
             print_error(f"{address} is not a subscriber and was never sent anything")
             raise typer.Exit(1)
@@ -180,7 +180,9 @@ def subscribers_add(
     with session(config_path) as (_settings, store):
         address = email_address(email)
         parts = parse_sections(sections)
-        added, _updated, kept_out = store.upsert_subscribers([Subscriber(address, name, parts)])
+        added, _updated, kept_out = store.subscribers.upsert_subscribers(
+            [Subscriber(address, name, parts)]
+        )
         if kept_out:
             console.print(f"{address} unsubscribed earlier and stays unsubscribed")
         else:
@@ -195,5 +197,5 @@ def subscribers_remove(
     """Unsubscribe an address for good (it is kept as a suppression, never mailed again)."""
     with session(config_path) as (_settings, store):
         address = email_address(email)  # as stored: `a@bücher.example` is `a@xn--bcher-kva.example`
-        store.suppress(address, "unsubscribed", source="cli")
+        store.subscribers.suppress(address, "unsubscribed", source="cli")
         console.print(f"{address} unsubscribed")

@@ -77,12 +77,12 @@ def collect_all(
     with Fetcher(limits) as fetcher:
 
         def keep(stories: list[Story]) -> None:
-            new, updated = store.upsert_stories(capped_stories(stories, limits))
+            new, updated = store.stories.upsert_stories(capped_stories(stories, limits))
             result.new += new
             result.updated += updated
 
         def keep_views(rows: list[PageViews]) -> None:
-            result.pageview_rows += store.upsert_pageviews(capped_views(rows, limits))
+            result.pageview_rows += store.stories.upsert_pageviews(capped_views(rows, limits))
 
         def gather(
             source: str, read: Callable[[], list[Any]], save: Callable[[list[Any]], None]

@@ -30,7 +30,7 @@ from digest.store import page_views, stories
 log = logging.getLogger("digest.collect")
 
 ELLIPSIS = "…"
-# The store's VARCHAR widths (digest/store.py): PostgreSQL refuses a longer value, and
+# The store's VARCHAR widths (digest/store/tables.py): PostgreSQL refuses a longer value, and
 # with it the whole batch of stories it came in.
 _URL_COLUMN = min(stories.c.url.type.length or 2000, page_views.c.url.type.length or 2000)
 _SECTION_COLUMN = stories.c.section.type.length or 200

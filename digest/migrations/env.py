@@ -2,7 +2,7 @@
 
 from alembic import context
 
-import digest.store_events  # noqa: F401  (defines sendgrid_events on the same metadata)
+import digest.store.events  # noqa: F401  (defines sendgrid_events on the same metadata)
 from digest.store import metadata
 
 connection = context.config.attributes.get("connection")

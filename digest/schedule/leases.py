@@ -37,7 +37,7 @@ class Lease(Protocol):
 
 
 def _lease_holder(store: Store) -> str:
-    row = store.lease(LEASE_NAME)
+    row = store.runs.lease(LEASE_NAME)
     return f"{row.holder} (active since {row.acquired_at:%Y-%m-%d %H:%M:%S} UTC)" if row else "?"
 
 
@@ -53,14 +53,14 @@ class RowLease:
 
     def acquire(self) -> bool:
         try:
-            return self.store.take_lease(LEASE_NAME, self.me, self.ttl)
+            return self.store.runs.take_lease(LEASE_NAME, self.me, self.ttl)
         except Exception as exc:  # locked or unreadable: stay standby and try again
             log.warning("could not check the scheduler lease: %s", exc)
             return False
 
     def renew(self) -> bool:
         try:
-            return self.store.renew_lease(LEASE_NAME, self.me, self.ttl)
+            return self.store.runs.renew_lease(LEASE_NAME, self.me, self.ttl)
         except Exception as exc:
             # Not renewed in time, the lease may lapse and a standby take over: stop
             # scheduling rather than risk two active schedulers.
@@ -69,7 +69,7 @@ class RowLease:
 
     def release(self) -> None:
         with suppress(Exception):  # it lapses by itself anyway
-            self.store.release_lease(LEASE_NAME, self.me)
+            self.store.runs.release_lease(LEASE_NAME, self.me)
 
     def holder(self) -> str:
         return _lease_holder(self.store)
@@ -90,10 +90,10 @@ class AdvisoryLease:
     def acquire(self) -> bool:
         try:
             if self._conn is None:
-                self._conn = self.store.lock_connection()
-            self._held = self.store.try_advisory_lock(self._conn, LEASE_NAME)
+                self._conn = self.store.runs.lock_connection()
+            self._held = self.store.runs.try_advisory_lock(self._conn, LEASE_NAME)
             if self._held:
-                self.store.take_lease(LEASE_NAME, self.me, self.ttl, force=True)
+                self.store.runs.take_lease(LEASE_NAME, self.me, self.ttl, force=True)
         except Exception as exc:  # the database is away: stay standby and try again
             log.warning("could not reach the database for the scheduler lock: %s", exc)
             self._drop()
@@ -105,7 +105,7 @@ class AdvisoryLease:
             assert self._conn is not None
             # The lock lives as long as this session: check the session is alive.
             self._conn.exec_driver_sql("SELECT 1")
-            self.store.take_lease(LEASE_NAME, self.me, self.ttl, force=True)
+            self.store.runs.take_lease(LEASE_NAME, self.me, self.ttl, force=True)
             return True
         except Exception as exc:
             log.error("lost the connection that holds the scheduler lock: %s", exc)
@@ -115,8 +115,8 @@ class AdvisoryLease:
     def release(self) -> None:
         if self._conn is not None and self._held:
             try:
-                self.store.advisory_unlock(self._conn, LEASE_NAME)
-                self.store.release_lease(LEASE_NAME, self.me)
+                self.store.runs.advisory_unlock(self._conn, LEASE_NAME)
+                self.store.runs.release_lease(LEASE_NAME, self.me)
             except Exception as exc:
                 log.warning("could not release the scheduler lock cleanly: %s", exc)
         self._drop()

@@ -93,8 +93,10 @@ class Runner:
         late = now - fire_time
         if job.misfire_grace is not None and late > job.misfire_grace:
             return self._too_late(job, fire_time, label, late)
-        if not self.store.claim_job_run(job.name, fire_time, self.holder, max_starts=MAX_STARTS):
-            row = self.store.job_run(job.name, fire_time)
+        if not self.store.runs.claim_job_run(
+            job.name, fire_time, self.holder, max_starts=MAX_STARTS
+        ):
+            row = self.store.runs.job_run(job.name, fire_time)
             who = f"{row.state} (by {row.holder})" if row is not None else "taken"
             log.info("%s: already %s; not run again", label, who)
             return Outcome(job.name, fire_time, "taken", who)
@@ -116,7 +118,7 @@ class Runner:
             f"{duration_text(late)} late, "
             f"more than its misfire grace of {duration_text(job.misfire_grace)}"
         )
-        if not self.store.claim_job_run(
+        if not self.store.runs.claim_job_run(
             job.name, fire_time, self.holder, state=state, detail=detail, max_starts=MAX_STARTS
         ):
             return Outcome(job.name, fire_time, "taken", "recorded already")
@@ -156,7 +158,7 @@ class Runner:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _finish(self, job: CronJob, fire_time: datetime, state: str, detail: str) -> Outcome:
-        if not self.store.finish_job_run(job.name, fire_time, self.holder, state, detail):
+        if not self.store.runs.finish_job_run(job.name, fire_time, self.holder, state, detail):
             log.warning("%s: another scheduler has taken this run over", job.name)
         if state in ("failed", "held"):
             self._alert(job, fire_time, state, detail)
@@ -209,7 +211,7 @@ class Runner:
         """Draft the next edition to go out and mail the editors a [TEST] copy of it."""
         day = jobs.upcoming(self.settings, fire_time)
         name = day.isoformat()
-        if self.store.get_send(name) is not None:
+        if self.store.sends.get_send(name) is not None:
             return f"edition {name} is being sent or was sent already; no preview mailed"
         edition = jobs.draft(self.settings, self.store, day)
         editors = self.settings.sender.editors
@@ -245,7 +247,7 @@ class Runner:
 
     def _catch_up(self) -> list[Outcome]:
         now = self.clock()
-        interrupted = self.store.interrupt_job_runs(self.holder)
+        interrupted = self.store.runs.interrupt_job_runs(self.holder)
         for row in interrupted:
             log.warning(
                 "%s (%s): scheduler %s stopped while it ran; marked interrupted",
@@ -256,7 +258,7 @@ class Runner:
         due: list[tuple[datetime, int, CronJob, str]] = []
         for order, job in enumerate(self.schedule.jobs):
             latest = job.trigger.previous_fire_time(now)
-            last = self.store.last_job_run(job.name)
+            last = self.store.runs.last_job_run(job.name)
             if latest is None or last is None:
                 continue
             if last.fire_time < latest:
@@ -295,7 +297,7 @@ class Runner:
             return
         fire_time = event.scheduled_run_times[-1]
         detail = "the previous run was still going"
-        if self.store.claim_job_run(
+        if self.store.runs.claim_job_run(
             job.name, fire_time, self.holder, state="skipped", detail=detail
         ):
             log.warning("%s (%s): skipped: %s", job.name, self.when(fire_time), detail)

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 
 from digest.send.durable import Durable
 from digest.store import Store, now
-from digest.store_events import event_counts, settle_as_sent
+from digest.store.events import event_counts, settle_as_sent
 
 log = logging.getLogger("digest.send")
 
@@ -65,8 +65,8 @@ def resolve(
     not know the setting): every batch without an event is the operator's.
     settle False: only look (`digest sends`); proven batches stay in doubt.
     """
-    row = store.send_by_id(send_id)
-    doubtful = [b for b in store.failed_batches(send_id) if b.state == "sending"]
+    row = store.sends.send_by_id(send_id)
+    doubtful = [b for b in store.sends.failed_batches(send_id) if b.state == "sending"]
     result = Doubt()
     if not doubtful:
         return result

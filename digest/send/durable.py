@@ -13,7 +13,7 @@ Only then does the send stop, with one line saying how to resume.
 
 Every call retried here is safe to repeat: state changes set a state, snapshots and
 claims are found again if their commit went through unanswered (ledger.open_send,
-store_events.claimed_with).
+store/events.py claimed_with).
 """
 
 from __future__ import annotations

@@ -38,9 +38,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from digest import deliveries
 from digest.models import Batch
-from digest.store import Store
+from digest.store import Store, delivery
 
 
 class Journal:
@@ -109,7 +108,7 @@ class LedgerJournal(Journal):
 
     def trying(self, *emails: str) -> None:
         send_id, number = self._where
-        deliveries.record(
+        delivery.record(
             self._store,
             send_id,
             number,
@@ -146,9 +145,9 @@ def journal_for(store: Store, batch: Batch) -> Batch:
     """
     if batch.attempts <= 1:  # its first claim: nobody can be recorded yet, no need to look
         return replace(batch, journal=LedgerJournal(store, batch, earlier=0))
-    known = deliveries.tally(store, batch.send_id, batch.number)
+    known = delivery.tally(store, batch.send_id, batch.number)
     if known.trying:
-        deliveries.forget_trying(store, batch.send_id, batch.number)
+        delivery.forget_trying(store, batch.send_id, batch.number)
     left = [r for r in batch.recipients if r.email not in known.accepted]
     journal = LedgerJournal(store, batch, earlier=len(batch.recipients) - len(left))
     return replace(batch, recipients=left, journal=journal)
@@ -156,7 +155,7 @@ def journal_for(store: Store, batch: Batch) -> Batch:
 
 def in_doubt_detail(store: Store, send_id: int, number: int, size: int) -> str:
     """What recording recipient by recipient says of a batch in doubt, for `digest sends`."""
-    known = deliveries.tally(store, send_id, number)
+    known = delivery.tally(store, send_id, number)
     accepted, unsure = len(known.accepted), known.trying
     if not unsure:
         if not accepted:

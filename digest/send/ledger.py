@@ -62,7 +62,7 @@ from digest.send.reports import incomplete_note as incomplete_note
 from digest.send.reports import report as report
 from digest.send.reports import settle
 from digest.store import Store, now
-from digest.store_events import claimed_with, requeue_in_doubt
+from digest.store.events import claimed_with, requeue_in_doubt
 
 log = logging.getLogger("digest.send")
 
@@ -143,11 +143,11 @@ def open_send(
 
     def attempt() -> tuple[int, bool]:
         nonlocal tried
-        existing = store.get_send(edition)
+        existing = store.sends.get_send(edition)
         if existing is not None:
             return int(existing.id), tried
         tried = True
-        return store.snapshot_send(edition, backend, batch_size), True
+        return store.sends.snapshot_send(edition, backend, batch_size), True
 
     if durable is None:
         return attempt()
@@ -195,7 +195,10 @@ def deliver(
     settled_now: list[int] = []
     if retry_failed:
         durable(
-            "putting failed batches back in the queue", store.requeue_batches, send_id, ["failed"]
+            "putting failed batches back in the queue",
+            store.sends.requeue_batches,
+            send_id,
+            ["failed"],
         )
     if retry_in_doubt:
         # SendGrid's events first: what they prove was taken is sent, never resent.
@@ -237,13 +240,13 @@ def deliver(
         raise run.error
     run.wait_for_other_workers()
     stopped = run.stop.is_set() or run.limit_reached
-    if stopped and durable("reading the ledger", store.batch_states, send_id).get("pending"):
+    if stopped and durable("reading the ledger", store.sends.batch_states, send_id).get("pending"):
         note = (
             "stopped by a signal; resume to finish"
             if run.stop.is_set()
             else f"stopped after --limit {limit} batches; resume to finish"
         )
-        durable("pausing the send", store.set_send_state, send_id, "paused", note)
+        durable("pausing the send", store.sends.set_send_state, send_id, "paused", note)
     result = durable(
         "recording how the send stands",
         settle,
@@ -303,7 +306,10 @@ class _Run:
         deadline = time.monotonic() + self.policy.in_flight_wait
         while not self.stop.is_set() and time.monotonic() < deadline:
             claimed = self.durable(
-                "looking for batches in flight", self.store.claimed_since, self.send_id, self.since
+                "looking for batches in flight",
+                self.store.sends.claimed_since,
+                self.send_id,
+                self.since,
             )
             others = set(claimed) - self.left_in_doubt
             if not others:
@@ -334,7 +340,9 @@ class _Run:
                 self.limit_reached = True
                 return False
             self.claimed += 1
-        current = self.durable("reading the send's state", self.store.get_send, self.letter.edition)
+        current = self.durable(
+            "reading the send's state", self.store.sends.get_send, self.letter.edition
+        )
         # Paused or stopped by someone else (another worker's failures, the
         # operator): leave it as they left it.
         return current is not None and current.state in ACTIVE_STATES
@@ -370,7 +378,7 @@ class _Run:
             with contextlib.suppress(DatabaseUnavailable):
                 self.durable(
                     "stopping the send",
-                    self.store.set_send_state,
+                    self.store.sends.set_send_state,
                     self.send_id,
                     "stopped",
                     str(exc),
@@ -393,7 +401,7 @@ class _Run:
             if tried and (mine := claimed_with(self.store, self.send_id, token)) is not None:
                 return mine
             tried = True
-            return self.store.claim_batch(self.send_id, token=token)
+            return self.store.sends.claim_batch(self.send_id, token=token)
 
         return self.durable("claiming a batch", attempt)
 
@@ -423,7 +431,11 @@ class _Run:
             )
             if not self.halt.is_set():
                 self.durable(
-                    "pausing the send", self.store.set_send_state, self.send_id, "paused", note
+                    "pausing the send",
+                    self.store.sends.set_send_state,
+                    self.send_id,
+                    "paused",
+                    note,
                 )
                 log.error("send %s: %s", self.letter.edition, note)
             self._fail(SendError(f"send {self.letter.edition} {note}"))
@@ -454,7 +466,7 @@ def _push_with_retries(
     def finish(state: str, **values: Any) -> None:
         durable(
             f"recording batch {batch.number} as {_STATE_WORDS[state]}",
-            store.finish_batch,
+            store.sends.finish_batch,
             batch.send_id,
             batch.number,
             state,
@@ -565,5 +577,5 @@ def _suppress_bounces(store: Store, via: str, bounced: tuple[tuple[str, str], ..
     Only sends go through the ledger; an editor's test copy (jobs.send_test) does not.
     """
     for email, reply in bounced:
-        if store.suppress(email, "bounced", source=f"{via}: {reply}"[:500]):
+        if store.subscribers.suppress(email, "bounced", source=f"{via}: {reply}"[:500]):
             log.warning("%s does not exist (%s); suppressed as bounced", email, reply)

@@ -13,7 +13,7 @@ from typing import Any
 
 from digest.send.doubt import resolve, waits_for_events
 from digest.store import Store
-from digest.store_events import settled_by_events
+from digest.store.events import settled_by_events
 
 #: States in which any worker may claim a send's pending batches.
 ACTIVE_STATES = ("sending", "incomplete")
@@ -58,9 +58,9 @@ def report(
     event_wait: [delivery] event_wait_seconds, to tell in-doubt batches still waiting
     for SendGrid's events from those left to the operator; None for "no wait".
     """
-    row = store.send_by_id(send_id)
-    states = store.batch_states(send_id)
-    doubt = [b.number for b in store.failed_batches(send_id) if b.state == "sending"]
+    row = store.sends.send_by_id(send_id)
+    states = store.sends.batch_states(send_id)
+    doubt = [b.number for b in store.sends.failed_batches(send_id) if b.state == "sending"]
     looked = resolve(store, send_id, event_wait=event_wait, settle=False)
     return SendReport(
         edition=row.edition,
@@ -96,11 +96,11 @@ def settle(
     result = report(store, send_id, sent_now=sent_now, created=created, event_wait=event_wait)
     if result.pending == 0 and result.in_doubt == 0 and result.failed == 0:
         if result.state != "done":
-            store.set_send_state(send_id, "done")
+            store.sends.set_send_state(send_id, "done")
         result.state, result.note = "done", ""
     elif result.state in ACTIVE_STATES:
         note = incomplete_note(result)
-        store.set_send_state(send_id, "incomplete", note)
+        store.sends.set_send_state(send_id, "incomplete", note)
         result.state, result.note = "incomplete", note
     return result
 
@@ -148,7 +148,7 @@ def _ranges(numbers: list[int]) -> str:
 
 
 def in_doubt_line(result: SendReport, batch: Any, event_wait: float, detail: str = "") -> str:
-    """One in-doubt batch (a store.failed_batches row) for `digest sends`: since when,
+    """One in-doubt batch (a store.sends.failed_batches row) for `digest sends`: since when,
     and what will settle it. detail: what recording recipient by recipient says of it
     (journal.in_doubt_detail)."""
     why = (f" ({batch.error})" if batch.error else "") + detail

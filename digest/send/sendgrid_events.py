@@ -33,7 +33,7 @@ from sendgrid.helpers.eventwebhook import EventWebhook, EventWebhookHeader
 
 from digest.errors import ConfigError, DigestError, InputError
 from digest.store import Store
-from digest.store_events import DeliveryEvent, record_events
+from digest.store.events import DeliveryEvent, record_events
 from digest.subscribers import normalise_email
 
 log = logging.getLogger("digest.send.sendgrid_events")
@@ -236,7 +236,7 @@ def apply(store: Store, events: list[Any], asm_group_id: int | None = None) -> E
             _reject(report, f"event {number} ({kind}): {raw[:100]!r} is not an e-mail address")
             continue
         reasons[reason] += 1
-        if store.suppress(email, reason, source=f"sendgrid:{kind}"):
+        if store.subscribers.suppress(email, reason, source=f"sendgrid:{kind}"):
             report.new_suppressions += 1
     report.kinds = dict(kinds)
     report.suppressions = dict(reasons)

@@ -59,23 +59,23 @@ def _send_view(store: Store, row: Any, *, detail: bool) -> SendView:
         report=report(store, row.id),
         created_at=row.created_at,
         updated_at=row.updated_at,
-        batches=store.batch_states(row.id),
+        batches=store.sends.batch_states(row.id),
     )
     if detail:
-        problems = store.failed_batches(row.id)
+        problems = store.sends.failed_batches(row.id)
         view.in_doubt = [b for b in problems if b.state == "sending"]
         view.failed = [b for b in problems if b.state == "failed"]
-        view.refusals = list(store.refusals(row.id))
+        view.refusals = list(store.sends.refusals(row.id))
     return view
 
 
 def list_sends(store: Store) -> list[SendView]:
     # list_sends orders by edition name, a date: newest first.
-    return [_send_view(store, row, detail=False) for row in store.list_sends()]
+    return [_send_view(store, row, detail=False) for row in store.sends.list_sends()]
 
 
 def one_send(store: Store, name: str) -> SendView | None:
-    row = store.get_send(name)
+    row = store.sends.get_send(name)
     return None if row is None else _send_view(store, row, detail=True)
 
 

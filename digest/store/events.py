@@ -1,6 +1,6 @@
 """SendGrid's delivery events, and the queries that settle the batches a crash left in doubt.
 
-Beside digest/store.py (which holds the other tables): the sendgrid_events table, and
+Beside tables.py (which holds the other tables): the sendgrid_events table, and
 the few ledger queries that only the in-doubt rules need (send/doubt.py, send/ledger.py).
 """
 
@@ -13,8 +13,8 @@ from datetime import datetime
 from sqlalchemy import Column, Index, Integer, String, Table, func, select, update
 
 from digest.models import Batch
-from digest.store import (
-    Store,
+from digest.store import Store
+from digest.store.tables import (
     UTCDateTime,
     _insert_for,
     claimed_batch,

@@ -2,7 +2,8 @@
 
 Only backends that deliver one message at a time write here (SMTP, the outbox),
 through the journal the ledger gives them (digest/send/journal.py says why and
-when). Kept beside store.py rather than in it: the send stage's only new table.
+when). Beside send.py (the sends and batches), as functions over a Store: the send stage's
+own table, written by the journal and read by the ledger.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import delete, select, update
 
-from digest.store import Store, _insert_for, deliveries, now
+from digest.store import Store
+from digest.store.tables import _insert_for, deliveries, now
 
 
 @dataclass

@@ -1,0 +1,118 @@
+"""Stories and their page views: what was published, and how much it was read.
+
+The stories and page_views tables: collect writes them, rank and the editor read them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime
+
+from sqlalchemy import (
+    func,
+    select,
+)
+
+from digest.models import (
+    PageViews,
+    Story,
+)
+from digest.store.tables import (
+    Aggregate,
+    _story,
+    _upsert,
+    now,
+    page_views,
+    stories,
+)
+
+
+class Stories(Aggregate):
+    """The queries of stories and page views: `store.stories`."""
+
+    def upsert_stories(self, items: Iterable[Story]) -> tuple[int, int]:
+        """Insert new stories, update known ones (by canonical URL). Returns (new, updated)."""
+        rows = []
+        seen: set[str] = set()
+        for s in items:
+            if s.url in seen:
+                continue
+            seen.add(s.url)
+            rows.append(
+                {
+                    "url": s.url,
+                    "title": s.title,
+                    "dek": s.dek,
+                    "byline": s.byline,
+                    "section": s.section,
+                    "image_url": s.image_url,
+                    "image_caption": s.image_caption,
+                    "image_credit": s.image_credit,
+                    "source": s.source,
+                    "prominence": s.prominence,
+                    "published_at": s.published_at,
+                    "collected_at": now(),
+                }
+            )
+        if not rows:
+            return 0, 0
+        with self.begin() as conn:
+            known = set()
+            urls = [r["url"] for r in rows]
+            for i in range(0, len(urls), 500):
+                known.update(
+                    conn.scalars(select(stories.c.url).where(stories.c.url.in_(urls[i : i + 500])))
+                )
+            cols = [c for c in rows[0] if c != "url"]
+            _upsert(conn, stories, rows, cols)
+        return len(rows) - len(known), len(known)
+
+    def stories_between(self, start: datetime, end: datetime) -> list[Story]:
+        with self.begin() as conn:
+            result = conn.execute(
+                select(stories)
+                .where(stories.c.published_at >= start, stories.c.published_at < end)
+                .order_by(stories.c.published_at.desc(), stories.c.id)
+            )
+            return [_story(r) for r in result]
+
+    def stories_by_id(self, ids: Iterable[int]) -> dict[int, Story]:
+        ids = list(ids)
+        if not ids:
+            return {}
+        with self.begin() as conn:
+            result = conn.execute(select(stories).where(stories.c.id.in_(ids)))
+            return {r.id: _story(r) for r in result}
+
+    def count_stories(self) -> int:
+        with self.begin() as conn:
+            return conn.scalar(select(func.count()).select_from(stories)) or 0
+
+    def upsert_pageviews(self, items: Iterable[PageViews]) -> int:
+        merged: dict[tuple[str, date, str], int] = {}
+        for pv in items:
+            key = (pv.url, pv.day, pv.source)
+            merged[key] = merged.get(key, 0) + pv.views
+        rows = [{"url": u, "day": d, "source": s, "views": v} for (u, d, s), v in merged.items()]
+        with self.begin() as conn:
+            for i in range(0, len(rows), 1000):
+                _upsert(conn, page_views, rows[i : i + 1000], ["views"])
+        return len(rows)
+
+    def views_by_url(self, first_day: date, last_day: date) -> dict[str, int]:
+        """Total page views per URL over local days first_day..last_day inclusive."""
+        with self.begin() as conn:
+            result = conn.execute(
+                select(page_views.c.url, func.sum(page_views.c.views))
+                .where(page_views.c.day >= first_day, page_views.c.day <= last_day)
+                .group_by(page_views.c.url)
+            )
+            return {url: int(total) for url, total in result}
+
+    def stories_by_url(self, urls: Iterable[str]) -> dict[str, Story]:
+        wanted = list(dict.fromkeys(urls))
+        if not wanted:
+            return {}
+        with self.begin() as conn:
+            rows = conn.execute(select(stories).where(stories.c.url.in_(wanted))).all()
+        return {row.url: _story(row) for row in rows}
