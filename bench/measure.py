@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,15 +32,18 @@ class Measured:
 
 def run_digest(*args: str | Path, env: dict[str, str]) -> Measured:
     """`digest ARGS` as its own process, as an operator runs it; exits if it fails."""
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        [DIGEST, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    # wait4 gives this child's own peak RSS (Linux: kilobytes); communicate() after it
-    # only drains what is left (the output of these commands is a few lines).
-    _pid, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    out, err = (stream.read() if stream else "" for stream in (process.stdout, process.stderr))
+    # Output goes to files, not pipes: a command that says more than a pipe holds (64 KB:
+    # an import's line per rejected row) would block on a full pipe while we sit in
+    # wait4, and the benchmark would hang on its own output.
+    with tempfile.TemporaryFile("w+") as out_file, tempfile.TemporaryFile("w+") as err_file:
+        started = time.perf_counter()
+        process = subprocess.Popen([DIGEST, *args], env=env, stdout=out_file, stderr=err_file)
+        # wait4 gives this child's own peak RSS (Linux: kilobytes).
+        _pid, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        out_file.seek(0)
+        err_file.seek(0)
+        out, err = out_file.read(), err_file.read()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"digest {' '.join(map(str, args))} failed:\n{out}\n{err}")
     return Measured(seconds, usage.ru_maxrss / 1024, out.strip(), err)
