@@ -331,3 +331,25 @@ def test_run_without_a_named_list_and_nobody_to_send_to_is_refused(newsroom: Pat
     assert run.returncode == 1
     assert "has no one to send to" in one_error_line(run)
     assert json.loads(digest("sends", "--json", cwd=newsroom).stdout) == []
+
+
+def test_subscribers_list_is_a_table_that_says_what_it_left_out(newsroom: Path) -> None:
+    assert digest("subscribers", "import", "subscribers.csv", cwd=newsroom).returncode == 0
+    first = digest("subscribers", "list", "--limit", "3", cwd=newsroom)
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.splitlines()
+    assert lines[0] == "active: 9, unsubscribed: 1"
+    assert lines[1].split() == ["Email", "Name", "Sections", "Status"]
+    assert [line.split()[0] for line in lines[2:5]] == [
+        "ana.lopez@example.com",
+        "ben.tanaka@example.org",
+        "carlos.mendes@example.org",
+    ]
+    assert lines[5] == "showing 1–3 of 10 subscribers; --offset 3 for more"
+    rest = digest("subscribers", "list", "--limit", "0", "--offset", "8", cwd=newsroom)
+    assert rest.stdout.splitlines()[-1] == "showing 9–10 of 10 subscribers"
+    assert "renee.obrien@example.com" in rest.stdout and "ana.lopez" not in rest.stdout
+    left = digest("subscribers", "list", "--status", "unsubscribed", cwd=newsroom)
+    assert left.stdout.splitlines()[-1] == "showing 1–1 of 1 unsubscribed subscriber"
+    bad = digest("subscribers", "list", "--offset", "-1", cwd=newsroom)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --offset must be 0 or more")

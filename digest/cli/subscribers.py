@@ -20,6 +20,7 @@ from digest.cli.base import (
     Command,
     ConfigOption,
     Group,
+    at_least,
     console,
     counted,
     email_address,
@@ -91,27 +92,46 @@ def subscribers_list(
     status: Annotated[
         str | None, typer.Option(help="Only this status (active, unsubscribed, ...).")
     ] = None,
-    limit: Annotated[int, typer.Option(help="Show at most this many.")] = 50,
+    limit: Annotated[int, typer.Option(help="Show at most this many; 0 shows them all.")] = 50,
+    offset: Annotated[int, typer.Option(help="Skip this many first (in address order).")] = 0,
 ) -> None:
-    """Show subscribers and the count per status."""
+    """Show subscribers as a table, in address order, and the count per status."""
+    from itertools import islice
+
+    from rich.table import Table
+
     from digest.subscribers import STATUSES, display_email
 
     if status is not None and status not in STATUSES:
         print_error(f"--status {status!r} is not one of {', '.join(sorted(STATUSES))}")
         raise typer.Exit(2)
+    at_least("--limit", limit, 0)
+    at_least("--offset", offset, 0)
     with session(config_path) as (_settings, store):
         counts = store.subscribers.count_subscribers()
         console.print(
-            ", ".join(f"{k}: {v:,}" for k, v in sorted(counts.items())) or "no subscribers"
+            ", ".join(f"{k}: {v:,}" for k, v in sorted(counts.items())) or "no subscribers",
+            highlight=False,
         )
-        for i, s in enumerate(store.subscribers.iter_subscribers(status)):
-            if i >= limit:
-                break
-            console.print(
-                f"{display_email(s.email)}\t{s.name}\t{';'.join(s.sections)}\t{s.status}",
-                highlight=False,
-                markup=False,
-            )
+        total = counts.get(status, 0) if status else sum(counts.values())
+        rows = islice(
+            store.subscribers.iter_subscribers(status), offset, offset + limit if limit else None
+        )
+        table = Table("Email", "Name", "Sections", "Status", box=None, highlight=False)
+        for s in rows:
+            table.add_row(display_email(s.email), s.name, "; ".join(s.sections), s.status)
+        if table.row_count:
+            console.print(table)
+        # Never a silent stop: say what was shown of how many, and how to see more.
+        shown = f"{offset + 1:,}–{offset + table.row_count:,}" if table.row_count else "none"
+        more = offset + table.row_count < total
+        noun = f"{status} subscriber" if status else "subscriber"
+        console.print(
+            f"showing {shown} of {counted(total, noun)}"
+            + (f"; --offset {offset + table.row_count} for more" if more else ""),
+            highlight=False,
+            markup=False,
+        )
 
 
 @app.command("show", cls=Command)
