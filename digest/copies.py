@@ -18,11 +18,11 @@ from pathlib import Path
 # finds its copies rendered already never needs (rendered_copies imports it).
 from digest import rank
 from digest.config import Settings
-from digest.models import Edition, RenderedEdition
+from digest.models import Edition, Recipient, RenderedEdition
 from digest.send import letter_for
 from digest.send.base import Letter
 from digest.store import Store
-from digest.tokens import Tokens, fill
+from digest.tokens import fill
 
 
 def render_fingerprint(settings: Settings, edition: Edition) -> str:
@@ -127,9 +127,11 @@ def letters_for_send(
 
 
 def preview_values(settings: Settings, rendered: RenderedEdition) -> dict[str, str]:
-    """Token values for a copy that nobody in particular reads (previews, the web view)."""
-    return Tokens(rendered.token_key).values(
-        "Good morning.", "Good morning.", f"{settings.base_url}/unsubscribe"
+    """Token values for a copy that nobody in particular reads (previews, the web view):
+    a reader without a name, as the send stage fills them (the greeting in the
+    newsroom's language), with the unsubscribe page that explains itself."""
+    return letter_for(settings, rendered).substitutions(
+        Recipient(""), f"{settings.base_url}/unsubscribe"
     )
 
 
