@@ -34,6 +34,9 @@ class Story:
     image_credit: str = ""
     source: str = ""
     prominence: float = 0.0  # 1.0 = top of its feed, the newsroom's own placement
+    #: The story's plain body text where the source gives it (capped; for related
+    #: stories, never mailed whole). "" = none given.
+    body: str = ""
     id: int | None = None
 
 

@@ -7,8 +7,8 @@ digest.toml, `config.Limits`):
 - title, dek, byline and the picture's caption are cut to `title_max_chars`,
   `dek_max_chars`, `byline_max_chars` and `caption_max_chars`; the picture's credit
   to `byline_max_chars` (a credit is a name, as a byline is), the section to the width
-  of its column. A cut falls between words where there is a word boundary in the
-  last half, and ends in "…", within the cap.
+  of its column, the body text to `body_max_chars`. A cut falls between words where
+  there is a word boundary in the last half, and ends in "…", within the cap.
 - a story whose URL is longer than `url_max_chars`, or than the store's URL column
   (2,000), is skipped with one line: a cut URL is a broken link.
 - a picture whose URL is longer than `url_max_chars` is dropped, with its caption and
@@ -91,6 +91,7 @@ def capped_stories(found: Iterable[Story], limits: Limits) -> list[Story]:
                 image_url=picture[0],
                 image_caption=cut(picture[1], limits.caption_max_chars),
                 image_credit=cut(picture[2], limits.byline_max_chars),
+                body=cut(story.body, limits.body_max_chars),
             )
         )
     return kept

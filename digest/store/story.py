@@ -50,6 +50,7 @@ class Stories(Aggregate):
                     "image_credit": s.image_credit,
                     "source": s.source,
                     "prominence": s.prominence,
+                    "body": s.body,
                     "published_at": s.published_at,
                     "collected_at": now(),
                 }

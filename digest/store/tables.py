@@ -89,6 +89,7 @@ stories = Table(
     Column("image_credit", Text, nullable=False, default=""),
     Column("source", Text, nullable=False, default=""),
     Column("prominence", Float, nullable=False, default=0.0),
+    Column("body", Text, nullable=False, default="", server_default=""),
     Column("published_at", UTCDateTime, nullable=False, index=True),
     Column("collected_at", UTCDateTime, nullable=False),
 )
@@ -436,6 +437,7 @@ def _story(row: Any) -> Story:
         image_credit=row.image_credit,
         source=row.source,
         prominence=row.prominence,
+        body=row.body,
         published_at=row.published_at,
     )
 
