@@ -278,6 +278,30 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--bogus"], "error: No such option: --bogus (see 'digest --help')"),
+        (["sned"], "error: No such command 'sned'. Did you mean 'send', 'sends'?"),
+        (["draft", "--nope"], "(see 'digest draft --help')"),
+        (["subscribers", "import"], "error: Missing argument 'file' (see"),
+    ],
+)
+def test_a_usage_mistake_is_one_error_line_not_a_box(
+    argv: list[str], says: str, tmp_path: Path
+) -> None:
+    result = digest(*argv, cwd=tmp_path)
+    assert result.returncode == 2
+    assert says in one_error_line(result)
+    assert result.stdout == ""
+
+
+def test_a_group_alone_shows_its_commands(tmp_path: Path) -> None:
+    result = digest("subscribers", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "import" in result.stdout and "export" in result.stdout
+
+
 # An edition is never burned on zero recipients (issue 8, case 2).
 
 

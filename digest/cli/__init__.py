@@ -17,14 +17,15 @@ that use them, so that `digest --help` and every other command start fast.
 from __future__ import annotations
 
 import os
+import sys
 from importlib.metadata import version as installed_version
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from digest.cli import editions, schedule, sending, subscribers, web
-from digest.cli.base import Group, console
+from digest.cli.base import Group, console, err
 
 app = typer.Typer(
     cls=Group,
@@ -75,5 +76,35 @@ def _digest(
         os.environ["DIGEST_CONFIG"] = str(config_path)
 
 
+def _click_exceptions() -> Any:
+    """click's exceptions: typer 0.29 and later carry their own copy of click."""
+    try:
+        from typer._click import exceptions
+    except ImportError:  # typer before 0.29 runs on click itself
+        from click import exceptions  # type: ignore[no-redef]
+    return exceptions
+
+
 def main() -> None:
-    app()
+    """Run `digest`. A usage mistake (an unknown command or option, a missing argument) is
+    one `error:` line on stderr and exit status 2, as every other error is, where click
+    would print the usage and the message in a frame."""
+    click = _click_exceptions()
+    try:
+        result = app(prog_name="digest", standalone_mode=False)
+    except click.NoArgsIsHelpError as asked:  # `digest subscribers`: the group's help
+        console.print(asked.ctx.get_help(), markup=False)
+        sys.exit(0)
+    except click.UsageError as error:
+        where = error.ctx.command_path if error.ctx else "digest"
+        err.print(
+            f"error: {error.format_message().rstrip('.')} (see '{where} --help')", markup=False
+        )
+        sys.exit(2)
+    except click.ClickException as error:
+        err.print(f"error: {error.format_message()}", markup=False)
+        sys.exit(error.exit_code)
+    except click.Abort:
+        err.print("error: stopped", markup=False)
+        sys.exit(130)
+    sys.exit(result if isinstance(result, int) else 0)
