@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from digest import rank
-from digest.collect import CollectResult, collect_all
+from digest.collect import CollectResult, OnSource, collect_all
 from digest.config import Settings
 from digest.copies import (
     letters_for_send,
@@ -72,12 +72,14 @@ def collect(
     *,
     pages: Sequence[str] | None = None,
     cms: Sequence[str] | None = None,
+    on_source: OnSource | None = None,
 ) -> CollectResult:
     """Collect digest.toml's sources, or only the ones given: `sources` are feeds,
     page-view CSVs (by the .csv ending) and access logs (a name with ".log" in it:
-    access.log, access.log.2.gz), `pages` article pages, `cms` CMS exports."""
+    access.log, access.log.2.gz), `pages` article pages, `cms` CMS exports.
+    `on_source` is told as each source is done (collect_all)."""
     if not (sources or pages or cms):
-        return collect_all(settings, store)
+        return collect_all(settings, store, on_source=on_source)
     given = list(sources or [])
     csvs = [s for s in given if s.lower().endswith(".csv")]
     logs = [s for s in given if s not in csvs and ".log" in Path(s).name.lower()]
@@ -89,6 +91,7 @@ def collect(
         pages=list(pages or []),
         cms=list(cms or []),
         access_logs=logs,
+        on_source=on_source,
     )
 
 
@@ -469,13 +472,14 @@ def run(
     on_progress: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
     allow_clipped: bool = False,
+    on_source: OnSource | None = None,
 ) -> RunSummary:
     """The morning job: collect -> draft -> render -> send, for one edition.
 
     Run twice for the same day, it sends nobody twice: pending batches of an
     interrupted send are finished, in-doubt ones are left to the operator.
     """
-    collected = collect(settings, store)
+    collected = collect(settings, store, on_source=on_source)
     imported: ImportReport | None = None
     list_problem: DigestError | None = None
     try:

@@ -302,6 +302,26 @@ def test_a_group_alone_shows_its_commands(tmp_path: Path) -> None:
     assert "import" in result.stdout and "export" in result.stdout
 
 
+def test_collect_shows_its_progress_on_a_terminal_and_nothing_in_a_pipe(
+    newsroom: Path,
+) -> None:
+    # FORCE_COLOR makes rich treat stderr as a terminal, as an operator's would be.
+    on_terminal = digest(
+        "collect",
+        "--source",
+        "examples/sample-newsroom/feed.xml",
+        "--source",
+        "nowhere.xml",
+        cwd=newsroom,
+        env={"FORCE_COLOR": "1", "COLUMNS": "120"},
+    )
+    assert "collecting" in on_terminal.stderr
+    assert "2/2" in on_terminal.stderr  # both sources counted, the one that failed too
+    piped = digest("collect", cwd=newsroom)
+    assert piped.returncode == 0, piped.stderr
+    assert "collecting" not in piped.stderr and piped.stderr == ""
+
+
 # An edition is never burned on zero recipients (issue 8, case 2).
 
 

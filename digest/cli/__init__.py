@@ -9,6 +9,7 @@ order `digest --help` lists them:
 - `schedule`: schedule
 - `subscribers`: the `digest subscribers ...` group
 - `base`: what they share (consoles, the `error:` line, common options, the session)
+- `progress`: the progress display of collect, send and run
 
 Heavy imports (collectors, the PostgreSQL dialect, uvicorn) stay inside the commands
 that use them, so that `digest --help` and every other command start fast.

@@ -23,7 +23,8 @@ from digest.cli.base import (
     session,
     shown,
 )
-from digest.cli.sending import print_send, send_progress, stop_on_signal
+from digest.cli.progress import progress
+from digest.cli.sending import print_send, stop_on_signal
 from digest.models import Edition, Pick
 
 app = typer.Typer()
@@ -99,15 +100,16 @@ def run(
     """Collect, draft, render and send today's edition (the morning job)."""
     with session(config_path) as (settings, store):
         edition_day = local_day(settings, day)
-        with stop_on_signal() as stop, send_progress() as (on_start, on_progress):
+        with stop_on_signal() as stop, progress() as bars:
             summary = jobs.run(
                 settings,
                 store,
                 edition_day,
-                on_start=on_start,
-                on_progress=on_progress,
+                on_start=bars.on_start,
+                on_progress=bars.on_progress,
                 stop=stop,
                 allow_clipped=allow_clipped,
+                on_source=bars.on_source,
             )
         c = summary.collected
         console.print(
@@ -170,7 +172,10 @@ def collect(
     """Read the newsroom's sources (feeds, CMS, article pages, page-view exports) into the
     store. Naming any source with --source, --page or --cms reads only those."""
     with session(config_path) as (settings, store):
-        result = jobs.collect(settings, store, source, pages=page, cms=cms)
+        with progress() as bars:
+            result = jobs.collect(
+                settings, store, source, pages=page, cms=cms, on_source=bars.on_source
+            )
         console.print(
             f"{counted(result.new, 'new story', 'new stories')}, {result.updated} updated, "
             f"{counted(result.pageview_rows, 'page-view row')}"

@@ -15,15 +15,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from digest import config, jobs
@@ -39,6 +30,7 @@ from digest.cli.base import (
     print_error,
     session,
 )
+from digest.cli.progress import progress
 from digest.send.ledger import SendReport
 
 app = typer.Typer()
@@ -47,28 +39,8 @@ app = typer.Typer()
 @contextmanager
 def send_progress() -> Iterator[tuple[Callable[[SendReport], None], Callable[[int], None]]]:
     """A progress bar for a send: recipients sent, rate, time left."""
-    columns = (
-        TextColumn("[bold]sending[/bold]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=err, transient=False, disable=not err.is_terminal) as bar:
-        task = bar.add_task("send", total=None, rate="")
-
-        def on_start(before: SendReport) -> None:
-            bar.update(task, total=before.recipients, completed=before.sent)
-
-        def on_progress(count: int) -> None:
-            bar.advance(task, count)
-            speed = bar.tasks[0].speed
-            if speed:
-                bar.update(task, rate=f"{speed:,.0f}/s")
-
-        yield on_start, on_progress
+    with progress() as bars:
+        yield bars.on_start, bars.on_progress
 
 
 @contextmanager

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("digest.collect")
 
+#: Told as each source is done: (sources done, sources in all, the source's name).
+OnSource = Callable[[int, int, str], None]
+
 
 @dataclass
 class CollectResult:
@@ -51,9 +54,12 @@ def collect_all(
     pages: list[str] | None = None,
     cms: list[str] | None = None,
     access_logs: list[str] | None = None,
+    on_source: OnSource | None = None,
 ) -> CollectResult:
     """Read every feed, CMS export, article page, page-view export and access log; one
     bad source never stops the others. A kind left as None is read from digest.toml; [] reads none.
+    `on_source(done, total, name)` is told as each source is done (the article pages
+    count as one source: they are read together), for a progress display.
     """
     # The readers load feedparser, httpx and the rest: only a collect needs them, and
     # every `digest` command imports this package (for digest.collect.urls, say).
@@ -74,6 +80,15 @@ def collect_all(
     zone = settings.newsroom.zone
     limits = settings.limits
     result = CollectResult()
+    total = len(feeds) + len(cms) + (1 if pages else 0) + len(pageviews) + len(access_logs)
+    done = 0
+
+    def tell(name: str) -> None:
+        nonlocal done
+        done += 1
+        if on_source is not None:
+            on_source(done, total, name)
+
     with Fetcher(limits) as fetcher:
 
         def keep(stories: list[Story]) -> None:
@@ -94,8 +109,9 @@ def collect_all(
             except InputError as exc:
                 log.error("%s", exc)
                 result.failed_sources.append(source)
-                return
-            save(found)
+            else:
+                save(found)
+            tell(source)
 
         website = settings.newsroom.website
         for source in feeds:
@@ -108,6 +124,7 @@ def collect_all(
             harvest = read_pages(pages, zone, fetcher=fetcher)
             result.failed_sources += harvest.failed
             keep(harvest.stories)
+            tell(f"{len(pages)} article pages" if len(pages) > 1 else pages[0])
         for source in pageviews:
             gather(source, partial(read_pageviews, source, zone, fetcher=fetcher), keep_views)
         for source in access_logs:
