@@ -8,7 +8,6 @@ Secrets never live in the file: they come from the environment only.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import re
 import secrets
@@ -20,6 +19,21 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from digest import locale
+from digest.config_values import (
+    HEX_COLOUR as _HEX_COLOUR,
+    REQUIRED as _REQUIRED,
+    env_float as _env_float,
+    env_port as _env_port,
+    get as _get,
+    is_picture_file,  # noqa: F401 (digest.media's)
+    logo as _logo,
+    positive as _positive,
+    resolve as _resolve,
+    resolve_source as _resolve_source,
+    section as _section,
+    str_list as _str_list,
+    suggestion as _suggestion,
+)
 from digest.errors import ConfigError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -210,11 +224,6 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _suggestion(name: str, known: tuple[str, ...] | list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}? " if close else ""
-
-
 def check_known_keys(raw: dict[str, Any], path: Path) -> None:
     """Refuse a table or key digest.toml does not have, naming the one it resembles."""
     for table, value in raw.items():
@@ -235,121 +244,6 @@ def check_known_keys(raw: dict[str, Any], path: Path) -> None:
                     f"{path}: [{table}] {key} is not a setting; {_suggestion(key, known)}"
                     f"see the README's Settings for what [{table}] takes"
                 )
-
-
-def _section(raw: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
-    value = raw.get(name, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"{path}: [{name}] must be a table")
-    return value
-
-
-def _get(table: dict[str, Any], key: str, kind: type, path: Path, where: str, default: Any) -> Any:
-    if key not in table:
-        if default is _REQUIRED:
-            raise ConfigError(f"{path}: [{where}] {key} is required")
-        return default
-    value = table[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"{path}: [{where}] {key} must be {_KIND_NAMES[kind]}, not {value!r}")
-    return value
-
-
-_REQUIRED = object()
-_KIND_NAMES = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
-
-
-def _env_float(env: dict[str, str], name: str, default: float) -> float:
-    value = env.get(name, "").strip()
-    if not value:
-        return default
-    try:
-        number = float(value)
-    except ValueError:
-        raise ConfigError(f"{name}={value!r} is not a number of seconds") from None
-    if number < 0:
-        raise ConfigError(f"{name} must not be negative")
-    return number
-
-
-def _env_port(env: dict[str, str], name: str, default: int) -> int:
-    value = env.get(name, "").strip()
-    if not value:
-        return default
-    if not value.isdigit() or not 1 <= int(value) <= 65535:
-        raise ConfigError(f"{name}={value!r} is not a port number (1 to 65535)")
-    return int(value)
-
-
-#: A CSS hex colour: the one form every mail client takes, and nothing that can close
-#: the declaration it is copied into (`red;} body{display:none`).
-_HEX_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
-
-#: The pictures a mail client shows, by their first bytes.
-_PICTURE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a")
-
-
-def is_picture_file(path: Path) -> bool:
-    """Is this a PNG, JPEG, GIF or WebP file (by its first bytes, not its name)?"""
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(12)
-    except OSError:
-        return False
-    return head.startswith(_PICTURE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
-
-
-def _logo(base: Path, value: str, path: Path) -> str:
-    """The logo as an absolute http(s) URL, or a local picture as a file:// URL that the
-    renderer publishes under [web] base_url (digest.media); anything else is refused."""
-    if not value:
-        return ""
-    if "://" in value:
-        if not value.lower().startswith(("https://", "http://")):
-            raise ConfigError(
-                f"{path}: [newsroom] logo_url {value[:80]!r} must be an http(s) URL "
-                "or a picture file beside digest.toml"
-            )
-        return value
-    local = _resolve(base, value)
-    if not local.is_file():
-        raise ConfigError(f"{path}: [newsroom] logo_url: no such file {str(local)!r}")
-    if not is_picture_file(local):
-        raise ConfigError(
-            f"{path}: [newsroom] logo_url {str(local)!r} is not a PNG, JPEG, GIF or WebP picture"
-        )
-    return local.resolve().as_uri()
-
-
-def _positive(
-    table: dict[str, Any], key: str, kind: type, path: Path, where: str, default: Any
-) -> Any:
-    value = _get(table, key, kind, path, where, default)
-    if value <= 0:
-        raise ConfigError(f"{path}: [{where}] {key} must be more than 0, not {value!r}")
-    return value
-
-
-def _str_list(table: dict[str, Any], key: str, path: Path, where: str) -> tuple[str, ...]:
-    value = table.get(key, [])
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{path}: [{where}] {key} must be a list of strings")
-    return tuple(value)
-
-
-def _resolve(base: Path, value: str) -> Path:
-    candidate = Path(value).expanduser()
-    return candidate if candidate.is_absolute() else (base / candidate)
-
-
-def _resolve_source(base: Path, value: str) -> str:
-    if "://" in value:
-        return value
-    return str(_resolve(base, value))
 
 
 def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) -> Settings:

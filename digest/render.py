@@ -27,8 +27,7 @@ import jinja2
 from mjml import mjml2html
 from premailer import Premailer
 
-from digest import media
-from digest import tokens as _tokens
+from digest import media, tokens as _tokens
 from digest.campaign import tag_edition
 from digest.collect.urls import is_safe_link
 from digest.config import Settings

@@ -17,8 +17,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import pytest
 from fakes.editions import edition_of
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from lxml import html as lxml_html
 
 from digest import config

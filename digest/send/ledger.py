@@ -56,11 +56,13 @@ from digest.send.durable import DatabaseUnavailable, Durable
 from digest.send.journal import journal_for
 
 # Re-exported: jobs, the CLI, the scheduler and the web import them from here.
-from digest.send.reports import ACTIVE_STATES as ACTIVE_STATES
-from digest.send.reports import SendReport as SendReport
-from digest.send.reports import incomplete_note as incomplete_note
-from digest.send.reports import report as report
-from digest.send.reports import settle
+from digest.send.reports import (
+    ACTIVE_STATES as ACTIVE_STATES,
+    SendReport as SendReport,
+    incomplete_note as incomplete_note,
+    report as report,
+    settle,
+)
 from digest.store import Store, now
 from digest.store.events import claimed_with, requeue_in_doubt
 
