@@ -164,6 +164,9 @@ class Settings:
     env: dict[str, str] = field(default_factory=dict, repr=False)
     limits: Limits = field(default_factory=Limits)
     campaign: Campaign = field(default_factory=Campaign)
+    #: Remote story pictures heavier than this are kept and published as email-sized
+    #: copies (digest.collect.pictures); 0 = off.
+    rehost_pictures_over_kb: int = 0
 
     @property
     def secret_key(self) -> bytes:
@@ -217,7 +220,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "delivery": tuple(Delivery.__dataclass_fields__),
     "limits": tuple(Limits.__dataclass_fields__),
     "storage": ("data_dir", "database_url"),
-    "web": ("base_url",),
+    "web": ("base_url", "rehost_pictures_over_kb"),
     "templates": ("dir",),
     "schedule": ("file",),
     "campaign": tuple(Campaign.__dataclass_fields__),
@@ -450,6 +453,9 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
     base_url = _get(wb, "base_url", str, path, "web", "http://localhost:8000").rstrip("/")
     if not base_url.startswith(("http://", "https://")):
         raise ConfigError(f"{path}: [web] base_url must start with http:// or https://")
+    rehost = _get(wb, "rehost_pictures_over_kb", int, path, "web", 0)
+    if rehost < 0:
+        raise ConfigError(f"{path}: [web] rehost_pictures_over_kb must be 0 (off) or more")
 
     templates = _get(_section(raw, "templates", path), "dir", str, path, "templates", "")
     if templates and not _resolve(base, templates).is_dir():
@@ -474,6 +480,7 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
         env=env,
         limits=limits,
         campaign=_campaign(_section(raw, "campaign", path), path),
+        rehost_pictures_over_kb=rehost,
     )
 
 

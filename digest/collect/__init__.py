@@ -70,6 +70,7 @@ def collect_all(
     from digest.collect.fetch import Fetcher
     from digest.collect.pages import read_pages
     from digest.collect.pageviews import read_pageviews
+    from digest.collect.pictures import Rehoster
 
     sources = settings.sources
     feeds = list(sources.feeds) if feeds is None else feeds
@@ -90,9 +91,10 @@ def collect_all(
             on_source(done, total, name)
 
     with Fetcher(limits) as fetcher:
+        rehost = Rehoster(settings, fetcher)
 
         def keep(stories: list[Story]) -> None:
-            new, updated = store.stories.upsert_stories(capped_stories(stories, limits))
+            new, updated = store.stories.upsert_stories(rehost(capped_stories(stories, limits)))
             result.new += new
             result.updated += updated
 
