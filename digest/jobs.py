@@ -46,6 +46,24 @@ from digest.subscribers import ImportReport, normalise_email
 log = logging.getLogger("digest.jobs")
 
 
+@dataclass
+class Watch:
+    """How a shell follows a long job, and stops it. Every part is optional: a job run
+    by a test or a script is watched by nobody.
+
+    - `on_source(done, total, name)`: a collect read one more source;
+    - `on_start(report)`: a send begins, with what its ledger held before;
+    - `on_progress(count)`: `count` more recipients sent;
+    - `stop`: set by the shell (a signal, the scheduler shutting down) to stop after
+      the batches in flight, leaving the rest pending for a resume.
+    """
+
+    on_source: OnSource | None = None
+    on_start: Callable[[SendReport], None] | None = None
+    on_progress: Callable[[int], None] | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
 def open_store(settings: Settings) -> Store:
     """The store the settings name, or one line naming the setting (environment)."""
     from digest import environment
@@ -266,10 +284,8 @@ def send(
     retry_in_doubt: bool = False,
     limit: int | None = None,
     policy: RetryPolicy | None = None,
-    on_start: Callable[[SendReport], None] | None = None,
-    on_progress: Callable[[int], None] | None = None,
-    stop: threading.Event | None = None,
     allow_clipped: bool = False,
+    watch: Watch | None = None,
 ) -> SendReport:
     """Send an edition to every deliverable subscriber, exactly once.
 
@@ -344,8 +360,8 @@ def send(
                 before.in_doubt,
                 doubt_note(before),
             )
-        if on_start:
-            on_start(before)
+        if watch and watch.on_start:
+            watch.on_start(before)
         durable("marking the edition", store.editions.set_edition_status, name, "sending")
         durable("starting the send", store.sends.set_send_state, send_id, "sending")
         whole, letters = durable(
@@ -361,8 +377,8 @@ def send(
             limit=limit,
             policy=policy,
             concurrency=settings.delivery.concurrency,
-            on_progress=on_progress,
-            stop=stop,
+            on_progress=watch.on_progress if watch else None,
+            stop=watch.stop if watch else None,
         )
     finally:
         mailer.close()
@@ -385,8 +401,7 @@ def work(
     once: bool = False,
     poll_seconds: float = 5.0,
     policy: RetryPolicy | None = None,
-    on_progress: Callable[[int], None] | None = None,
-    stop: threading.Event | None = None,
+    watch: Watch | None = None,
 ) -> int:
     """A worker: send pending batches of every active send, alongside any other workers.
 
@@ -397,7 +412,8 @@ def work(
     With `once`, it returns when nothing is left to claim; otherwise it polls.
     Returns how many recipients it sent.
     """
-    stop = stop or threading.Event()
+    watch = watch or Watch()
+    stop = watch.stop
     policy = policy or RetryPolicy.from_settings(settings.delivery)
     letters: dict[str, tuple[Letter, dict[str, Letter]]] = {}
     mailers: dict[str, Backend] = {}
@@ -427,7 +443,7 @@ def work(
                         retry_failed=False,
                         policy=policy,
                         concurrency=settings.delivery.concurrency,
-                        on_progress=on_progress,
+                        on_progress=watch.on_progress,
                         stop=stop,
                     )
                 except SendError as exc:
@@ -468,18 +484,15 @@ def run(
     store: Store,
     day: date,
     *,
-    on_start: Callable[[SendReport], None] | None = None,
-    on_progress: Callable[[int], None] | None = None,
-    stop: threading.Event | None = None,
     allow_clipped: bool = False,
-    on_source: OnSource | None = None,
+    watch: Watch | None = None,
 ) -> RunSummary:
     """The morning job: collect -> draft -> render -> send, for one edition.
 
     Run twice for the same day, it sends nobody twice: pending batches of an
     interrupted send are finished, in-doubt ones are left to the operator.
     """
-    collected = collect(settings, store, on_source=on_source)
+    collected = collect(settings, store, on_source=watch.on_source if watch else None)
     imported: ImportReport | None = None
     list_problem: DigestError | None = None
     try:
@@ -501,10 +514,8 @@ def run(
         store,
         edition.name,
         resume=True,
-        on_start=on_start,
-        on_progress=on_progress,
-        stop=stop,
         allow_clipped=allow_clipped,
+        watch=watch,
     )
     outbox = None
     if result.backend == "outbox":

@@ -102,14 +102,7 @@ def run(
         edition_day = local_day(settings, day)
         with stop_on_signal() as stop, progress() as bars:
             summary = jobs.run(
-                settings,
-                store,
-                edition_day,
-                on_start=bars.on_start,
-                on_progress=bars.on_progress,
-                stop=stop,
-                allow_clipped=allow_clipped,
-                on_source=bars.on_source,
+                settings, store, edition_day, allow_clipped=allow_clipped, watch=bars.watch(stop)
             )
         c = summary.collected
         console.print(

@@ -7,6 +7,7 @@ error lines, nothing that redraws itself.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -22,6 +23,7 @@ from rich.progress import (
 )
 
 from digest.cli.base import err
+from digest.jobs import Watch
 from digest.send.ledger import SendReport
 
 
@@ -33,6 +35,15 @@ class Bars:
         self._bar = bar
         self._collect: TaskID | None = None
         self._send: TaskID | None = None
+
+    def watch(self, stop: threading.Event) -> Watch:
+        """The job's Watch: these bars, and the shell's stop."""
+        return Watch(
+            on_source=self.on_source,
+            on_start=self.on_start,
+            on_progress=self.on_progress,
+            stop=stop,
+        )
 
     def on_source(self, done: int, total: int, name: str) -> None:
         """`collect_all`'s on_source."""

@@ -8,7 +8,7 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,13 +34,6 @@ from digest.cli.progress import progress
 from digest.send.ledger import SendReport
 
 app = typer.Typer()
-
-
-@contextmanager
-def send_progress() -> Iterator[tuple[Callable[[SendReport], None], Callable[[int], None]]]:
-    """A progress bar for a send: recipients sent, rate, time left."""
-    with progress() as bars:
-        yield bars.on_start, bars.on_progress
 
 
 @contextmanager
@@ -173,7 +166,7 @@ def send(
                 f"per message{requests}; nothing sent"
             )
             return
-        with stop_on_signal() as stop, send_progress() as (on_start, on_progress):
+        with stop_on_signal() as stop, progress() as bars:
             result = jobs.send(
                 settings,
                 store,
@@ -182,10 +175,8 @@ def send(
                 resume=resume,
                 retry_in_doubt=retry_in_doubt,
                 limit=limit,
-                on_start=on_start,
-                on_progress=on_progress,
-                stop=stop,
                 allow_clipped=allow_clipped,
+                watch=bars.watch(stop),
             )
         print_send(result, settings.delivery)
         if result.state != "done":
@@ -292,5 +283,8 @@ def worker(
     """
     at_least("--poll", poll, 0.1)
     with session(config_path) as (settings, store), stop_on_signal() as stop:
-        sent = jobs.work(settings, store, backend=backend, once=once, poll_seconds=poll, stop=stop)
+        watch = jobs.Watch(stop=stop)
+        sent = jobs.work(
+            settings, store, backend=backend, once=once, poll_seconds=poll, watch=watch
+        )
         console.print(f"worker: {counted(sent, 'recipient')} sent")

@@ -192,7 +192,7 @@ class Runner:
         if job.action == "preview":
             return "ok", self._preview(fire_time)
         if job.action == "run":
-            summary = jobs.run(self.settings, self.store, day, stop=self.halt)
+            summary = jobs.run(self.settings, self.store, day, watch=jobs.Watch(stop=self.halt))
             return self._sent(summary.send)
         name = day.isoformat()
         if job.approval == "approved":
@@ -205,7 +205,8 @@ class Runner:
         # As `digest run` does: the newsroom's subscribers.csv is the list it keeps, so
         # bring it in before the send snapshots its recipients (never resubscribes).
         jobs.sync_subscribers(self.settings, self.store)
-        return self._sent(jobs.send(self.settings, self.store, name, resume=True, stop=self.halt))
+        watch = jobs.Watch(stop=self.halt)
+        return self._sent(jobs.send(self.settings, self.store, name, resume=True, watch=watch))
 
     def _preview(self, fire_time: datetime) -> str:
         """Draft the next edition to go out and mail the editors a [TEST] copy of it."""
