@@ -5,7 +5,7 @@
     .venv/bin/python bench/bench_pages.py --before /tmp/base-pages
 
 On the shared corpus (../shared/corpus): the 30 fundus pages against their ground
-truth, scored as tests/fundus.py says (exact title; time within a minute; the same set
+truth, scored as tests/pages_corpus.py says (exact title; time within a minute; the same set
 of author names), and Mozilla Readability's pages: titles and times against its
 expected metadata, and the body text against its expected article (word F1: the words
 both have, over the words of each, as a harmonic mean; case folded). Each checkout is
@@ -18,39 +18,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-READABILITY = ROOT.parent / "shared" / "corpus" / "articles-readability"
-
-
-def _words(text: str) -> Counter[str]:
-    return Counter(re.findall(r"\w+", text.casefold()))
-
-
-def word_f1(found: str, expected: str) -> float:
-    ours, theirs = _words(found), _words(expected)
-    both = sum((ours & theirs).values())
-    if not both:
-        return 0.0
-    precision, recall = both / sum(ours.values()), both / sum(theirs.values())
-    return 2 * precision * recall / (precision + recall)
 
 
 def measure() -> dict[str, Any]:
     """This process's digest on both corpora (run with PYTHONPATH set to a checkout)."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from fundus import load, scores
     from lxml import html as lxml_html
+    from pages_corpus import READABILITY, load, scores, word_f1
 
     from digest.collect.pages import read_pages
 
@@ -124,8 +108,9 @@ def main() -> None:
     if args.child:
         args.child.write_text(json.dumps(measure()), encoding="utf-8")
         return
-    if not READABILITY.is_dir():
-        sys.exit(f"error: {READABILITY} is missing (the shared corpus)")
+    corpus = ROOT.parent / "shared" / "corpus"
+    if not corpus.is_dir():
+        sys.exit(f"error: {corpus} is missing (the shared corpus)")
     columns = {"this checkout": _measured_at(ROOT)}
     if args.before:
         columns = {f"before ({args.before})": _measured_at(args.before), **columns}

@@ -1,6 +1,6 @@
 """The page collector on 30 real article pages (fundus), against their ground truth.
 
-The comparisons are tests/fundus.py's (exact title; time within a minute; the same set
+The comparisons are tests/pages_corpus.py's (exact title; time within a minute; the same set
 of author names, case and white space folded). bench/bench_pages.py prints the same
 table for this code and for another checkout, and docs/benchmarks.md keeps it.
 """
@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 from conftest import need
-from fundus import FUNDUS, Case, load, right_title, scores
+from pages_corpus import FUNDUS, Case, load, right_title, scores
 
 from digest.models import Story
 

@@ -125,8 +125,11 @@ def page_body(tree: HtmlElement) -> str:
 
     from trafilatura import extract
 
+    # fast: without trafilatura's fallback extractors, which gave the same text on the
+    # Readability pages (word F1 0.819 either way) in three quarters of the time.
     text = extract(
         deepcopy(tree),
+        fast=True,
         output_format="txt",
         include_comments=False,
         include_tables=False,

@@ -1,5 +1,6 @@
-"""The fundus pages of the shared corpus, read by the page collector and scored against
-their ground truth: for tests/test_collect_fundus.py and bench/bench_pages.py.
+"""Real article pages of the shared corpus, read by the page collector and scored against
+their ground truth: for tests/test_collect_fundus.py, tests/test_collect_body.py and
+bench/bench_pages.py.
 
 ../shared/corpus/articles-fundus holds 30 publishers' article pages with the fundus
 maintainers' ground truth (title, authors, publishing date; its SOURCE.md). The
@@ -11,6 +12,9 @@ comparisons, fair to any collector that returns `Story`s:
 - **authors**: the same set of names, each with case and white space folded, the
   byline split where a collector joins names (", " and " and "). Order is not compared:
   a newsroom lists its authors in an order fundus does not keep.
+
+../shared/corpus/articles-readability holds Mozilla Readability's test pages with the
+article text it expects (expected.html); a body is scored by `word_f1`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +30,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNDUS = ROOT.parent / "shared" / "corpus" / "articles-fundus"
+READABILITY = ROOT.parent / "shared" / "corpus" / "articles-readability"
 
 
 @dataclass
@@ -92,3 +98,18 @@ def scores(cases: list[Case]) -> dict[str, int]:
         "date": sum(map(right_date, cases)),
         "authors": sum(map(right_authors, cases)),
     }
+
+
+def _words(text: str) -> Counter[str]:
+    return Counter(re.findall(r"\w+", text.casefold()))
+
+
+def word_f1(found: str, expected: str) -> float:
+    """The words both texts have (case folded, counted), over the words of each, as a
+    harmonic mean: 1.0 for the same words, 0.0 for none in common."""
+    ours, theirs = _words(found), _words(expected)
+    both = sum((ours & theirs).values())
+    if not both:
+        return 0.0
+    precision, recall = both / sum(ours.values()), both / sum(theirs.values())
+    return 2 * precision * recall / (precision + recall)
