@@ -52,6 +52,7 @@ def measure() -> dict[str, Any]:
     for page in pages:
         lxml_html.fromstring((page / "source.html").read_bytes())
     figures["bare_parse_seconds"] = time.perf_counter() - started
+    figures["body_seconds"] = _body_seconds(pages)
     by_page = {s.source: s for s in harvest.stories}
     titles = dated = right_times = 0
     f1s = []
@@ -79,6 +80,21 @@ def measure() -> dict[str, Any]:
         "body_f1_over_0.8": sum(f >= 0.8 for f in f1s),
     }
     return figures
+
+
+def _body_seconds(pages: list[Path]) -> float:
+    """The part of the reading that is the body (trafilatura's main text), if any."""
+    try:
+        from digest.collect.bodytext import page_body
+    except ImportError:
+        return 0.0  # a checkout that keeps no body
+    from trafilatura import load_html
+
+    trees = [load_html((page / "source.html").read_bytes()) for page in pages]
+    started = time.perf_counter()
+    for tree in trees:
+        page_body(tree)
+    return time.perf_counter() - started
 
 
 def _measured_at(checkout: Path) -> dict[str, Any]:
@@ -129,7 +145,7 @@ def main() -> None:
     for key in ("body_f1_mean", "body_f1_median"):
         cells = [f"{c['readability'][key]:.3f}" for c in columns.values()]
         print(f"{'readability: ' + key:34}" + "".join(f"{cell:>34}" for cell in cells))
-    for key in ("fundus_seconds", "readability_seconds", "bare_parse_seconds"):
+    for key in ("fundus_seconds", "readability_seconds", "body_seconds", "bare_parse_seconds"):
         cells = [f"{c[key]:.2f} s" for c in columns.values()]
         print(f"{key:34}" + "".join(f"{cell:>34}" for cell in cells))
 
