@@ -132,6 +132,7 @@ def test_canonical_over_og_url_unless_it_is_a_front_page() -> None:
     front = '<link rel="canonical" href="https://www.othersite.com/">'
     assert _meta(front + og_url).url == "https://news.example.org/amp/story/"
     assert _meta(front).url == BASE
+    assert _meta('<link rel="canonical" href="/">').url == BASE
     assert _meta('<link rel="canonical" href="/news/relative/">').url == (
         "https://news.example.org/news/relative/"
     )

@@ -114,7 +114,7 @@ def read_meta(tree: HtmlElement, base: str, zone: tzinfo = UTC) -> PageMeta:
     article, nodes = json_ld(tree)
     # The page's address helps htmldate find a day in paths like /2025/12/04/.
     meta = extract_metadata(tree, default_url=base if is_safe_link(base) else None)
-    url = story_link(_declared_url(tree), base)
+    url = story_link(_declared_url(tree, base), base)
     sites = _site_names(tree, article, nodes, url or base)
     section = _section(tree, article)
     labels = _breadcrumbs(nodes) | ({section.casefold()} if section else set())
@@ -248,7 +248,7 @@ def _section(tree: HtmlElement, article: dict[str, Any]) -> str:
 # -- the address -------------------------------------------------------------------------
 
 
-def _declared_url(tree: HtmlElement) -> str:
+def _declared_url(tree: HtmlElement, base: str) -> str:
     """<link rel=canonical> (anywhere in the page: trafilatura looks in <head> only),
     else og:url; one that is a front page is passed over."""
     canonical = tree.xpath(
@@ -257,8 +257,8 @@ def _declared_url(tree: HtmlElement) -> str:
     shared = tree.xpath("//meta[@property='og:url' or @name='og:url']/@content")
     for declared in [*canonical[:1], *shared[:1]]:
         declared = str(declared).strip()
-        parts = urlsplit(declared)
-        if declared and not (parts.netloc and parts.path in ("", "/") and not parts.query):
+        parts = urlsplit(urljoin(base, declared))
+        if declared and not (parts.path in ("", "/") and not parts.query):
             return declared
     return ""
 
