@@ -108,7 +108,7 @@ def test_json_feed_gives_every_field_and_skips_what_cannot_be_a_story(
     assert tram.url == "https://news.example.org/news/tram-opens-early/"
     assert tram.published_at == datetime(2025, 12, 4, 19, 15, tzinfo=UTC)
     assert tram.dek == "The tram will run from April 20, two weeks earlier than usual."
-    assert tram.byline == "Eric Stone, Clarise Larson"
+    assert tram.byline == "Eric Stone and Clarise Larson"
     assert tram.section == "Tourism"
     assert tram.image_url == "https://news.example.org/images/tram.jpg"
     assert stories[1].image_url == ""

@@ -79,6 +79,7 @@ def collect_all(
     cms = list(sources.cms) if cms is None else cms
     access_logs = list(sources.access_logs) if access_logs is None else access_logs
     zone = settings.newsroom.zone
+    locale = settings.newsroom.locale  # several authors are joined in its words
     limits = settings.limits
     result = CollectResult()
     total = len(feeds) + len(cms) + (1 if pages else 0) + len(pageviews) + len(access_logs)
@@ -117,13 +118,14 @@ def collect_all(
 
         website = settings.newsroom.website
         for source in feeds:
-            gather(source, partial(read_feed, source, fetcher=fetcher), keep)
+            gather(source, partial(read_feed, source, fetcher=fetcher, locale=locale), keep)
         for source in cms:
-            gather(source, partial(read_cms, source, zone, fetcher=fetcher), keep)
+            read = partial(read_cms, source, zone, fetcher=fetcher, locale=locale)
+            gather(source, read, keep)
         if pages:
             # One list, read together: its order is the newsroom's order of importance.
             # Each page's fetch checks the collect deadline, so one left is one line.
-            harvest = read_pages(pages, zone, fetcher=fetcher)
+            harvest = read_pages(pages, zone, fetcher=fetcher, locale=locale)
             result.failed_sources += harvest.failed
             keep(harvest.stories)
             tell(f"{len(pages)} article pages" if len(pages) > 1 else pages[0])

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from digest.collect.feeds import entry_link, plain_text, split_credit, undated
+from digest.collect.bodytext import html_body, plain_body, plain_text
+from digest.collect.bylines import clean_names, join_names
+from digest.collect.feeds import entry_link, split_credit, undated
 from digest.collect.fetch import Fetcher, fetch
 from digest.collect.urls import canonical_url, safe_image_url
 from digest.errors import InputError
@@ -36,14 +38,19 @@ ACCEPTED = (
 JSON_FEED_VERSION = "https://jsonfeed.org/version/"
 
 
-def read_cms(source: str, zone: tzinfo = UTC, fetcher: Fetcher | None = None) -> list[Story]:
-    """`zone` is the newsroom's: a time without an offset is read as its local time.
-    `fetcher` is the collect's (its limits and HTTP client)."""
+def read_cms(
+    source: str, zone: tzinfo = UTC, fetcher: Fetcher | None = None, locale: str = "en_US"
+) -> list[Story]:
+    """`zone` is the newsroom's: a time without an offset is read as its local time;
+    `locale`, its language, joins several authors. `fetcher` is the collect's (its limits
+    and HTTP client)."""
     data, base = fetch(source, fetcher)
-    return parse_cms(data, source, base, zone)
+    return parse_cms(data, source, base, zone, locale)
 
 
-def parse_cms(data: bytes, source: str, base: str, zone: tzinfo = UTC) -> list[Story]:
+def parse_cms(
+    data: bytes, source: str, base: str, zone: tzinfo = UTC, locale: str = "en_US"
+) -> list[Story]:
     """Every usable post or item as a Story; each unusable one gets one warning line."""
     try:
         # strict=False: real feeds carry raw control characters (tabs, newlines) in strings.
@@ -54,7 +61,7 @@ def parse_cms(data: bytes, source: str, base: str, zone: tzinfo = UTC) -> list[S
         raise InputError(f"{source}: not JSON ({exc}); {ACCEPTED}") from None
     if _is_wordpress(document):
         entries: list[_Entry | None] = [_wordpress_post(post, zone) for post in document]
-        return _stories(entries, source, base)
+        return _stories(entries, source, base, locale)
     if isinstance(document, dict) and str(document.get("version", "")).startswith(
         JSON_FEED_VERSION
     ):
@@ -62,7 +69,7 @@ def parse_cms(data: bytes, source: str, base: str, zone: tzinfo = UTC) -> list[S
         if not isinstance(items, list):
             raise InputError(f"{source}: JSON Feed without an items list; check the feed")
         entries = [_json_feed_item(i, zone) if isinstance(i, dict) else None for i in items]
-        return _stories(entries, source, base)
+        return _stories(entries, source, base, locale)
     if isinstance(document, dict) and {"code", "message"} <= document.keys():
         # What WordPress answers instead of posts: {"code": "rest_no_route", ...}.
         raise InputError(
@@ -89,13 +96,14 @@ class _Entry:
     title: str
     published: datetime | None
     dek: str = ""
-    byline: str = ""
+    authors: list[str] = field(default_factory=list)
     section: str = ""
     image: str = ""
     caption: str = ""
+    body: str = ""
 
 
-def _stories(entries: list[_Entry | None], source: str, base: str) -> list[Story]:
+def _stories(entries: list[_Entry | None], source: str, base: str, locale: str) -> list[Story]:
     stories: list[Story] = []
     count = len(entries)
     for number, entry in enumerate(entries, start=1):
@@ -120,11 +128,12 @@ def _stories(entries: list[_Entry | None], source: str, base: str) -> list[Story
                 title=title,
                 published_at=entry.published,
                 dek=entry.dek,
-                byline=entry.byline,
+                byline=join_names(clean_names(entry.authors), locale),
                 section=entry.section,
                 image_url=safe_image_url(entry.image, base),
                 image_caption=caption,
                 image_credit=credit,
+                body=entry.body,
                 source=source,
                 # The CMS's order (WordPress: newest first) is the order of importance.
                 prominence=round(1 - (number - 1) / count, 4),
@@ -155,12 +164,17 @@ def _rendered(value: Any) -> str:
     return plain_text(_text(value.get("rendered")) if isinstance(value, dict) else _text(value))
 
 
+def _rendered_body(value: Any) -> str:
+    """A WordPress {"rendered": "<p>HTML</p>"} field as body text, its paragraphs kept."""
+    return html_body(_text(value.get("rendered")) if isinstance(value, dict) else "")
+
+
 def _objects(value: Any) -> list[dict[str, Any]]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
-def _names(people: list[dict[str, Any]]) -> str:
-    return ", ".join(name for name in (plain_text(_text(p.get("name"))) for p in people) if name)
+def _names(people: list[dict[str, Any]]) -> list[str]:
+    return [_text(person.get("name")) for person in people]
 
 
 def _wordpress_post(post: dict[str, Any], zone: tzinfo) -> _Entry:
@@ -183,10 +197,12 @@ def _wordpress_post(post: dict[str, Any], zone: tzinfo) -> _Entry:
         published=_timestamp(post.get("date_gmt"), UTC) or _timestamp(post.get("date"), zone),
         # WordPress ends a cut excerpt with "[…]" (its excerpt_more); the dek needs none.
         dek=_rendered(post.get("excerpt")).removesuffix("[…]").rstrip(),
-        byline=_names(_objects(embedded.get("author"))),
+        authors=_names(_objects(embedded.get("author"))),
         section=plain_text(_text(categories[0].get("name"))) if categories else "",
         image=_text(media.get("source_url")),
         caption=_rendered(media.get("caption")) or plain_text(_text(media.get("alt_text"))),
+        # A password-protected post renders its content as "": the excerpt is what shows.
+        body=_rendered_body(post.get("content")) or _rendered_body(post.get("excerpt")),
     )
 
 
@@ -199,7 +215,10 @@ def _json_feed_item(item: dict[str, Any], zone: tzinfo) -> _Entry:
         title=plain_text(_text(item.get("title"))),
         published=_timestamp(item.get("date_published"), zone),
         dek=plain_text(_text(item.get("summary"))),
-        byline=_names(authors),
+        authors=_names(authors),
         section=plain_text(tags[0]) if tags else "",
         image=_text(item.get("image")) or _text(item.get("banner_image")),
+        body=html_body(_text(item.get("content_html")))
+        or plain_body(_text(item.get("content_text")))
+        or plain_body(_text(item.get("summary"))),
     )

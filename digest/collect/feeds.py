@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import calendar
-import html
 import logging
 import re
 import time
@@ -13,6 +12,8 @@ from urllib.parse import urljoin
 
 import feedparser
 
+from digest.collect.bodytext import html_body, plain_body, plain_text
+from digest.collect.bylines import clean_byline
 from digest.collect.fetch import Fetcher, fetch
 from digest.collect.urls import canonical_url, is_safe_link, safe_image_url
 from digest.errors import InputError
@@ -22,16 +23,7 @@ log = logging.getLogger("digest.collect")
 
 #: The date rule, one line for feeds, CMS posts and pages alike (see digest/collect/__init__.py).
 NO_DATE = "no valid publish date; skipped (a story without a date has no day's edition)"
-_TAG = re.compile(r"<[^>]+>")
-# A script or style element's body is code, not words: it goes with its tags.
-_HIDDEN = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
-_SPACE = re.compile(r"\s+")
 _TRAILING_CREDIT = re.compile(r"\s*\(([^()]*)\)\s*$")
-
-
-def plain_text(value: str) -> str:
-    """Markup out, entities decoded, white space folded: titles and deks are plain text."""
-    return _SPACE.sub(" ", html.unescape(_TAG.sub("", _HIDDEN.sub("", value or "")))).strip()
 
 
 def split_credit(caption: str) -> tuple[str, str]:
@@ -165,8 +157,28 @@ def _image(entry: Any, base: str) -> tuple[str, str, str]:
     return url, caption, credit
 
 
-def parse_feed(data: bytes, source: str, base: str) -> list[Story]:
-    """Normalise every usable entry to a Story; each unusable one gets one warning line."""
+def _body(entry: Any) -> str:
+    """`content:encoded` or Atom `<content>` (an HTML one first), else the summary.
+
+    feedparser files both as `content` items; it also files <media:description> there, as
+    text/plain, which is the picture's caption (see `_image`), not the story's body: with
+    Media RSS pictures, a text/plain content is not taken.
+    """
+    kinds = ["text/html", "application/xhtml+xml"]
+    if not entry.get("media_content"):
+        kinds.append("text/plain")  # Atom <content type="text">
+    contents = [c for c in entry.get("content", []) or [] if c.get("value")]
+    for kind in kinds:
+        read = plain_body if kind == "text/plain" else html_body
+        for content in contents:
+            if content.get("type") == kind and (body := read(content["value"])):
+                return body
+    return html_body(entry.get("summary", "") or "")
+
+
+def parse_feed(data: bytes, source: str, base: str, locale: str = "en_US") -> list[Story]:
+    """Normalise every usable entry to a Story; each unusable one gets one warning line.
+    `locale` is the newsroom's: a byline naming several people is joined in its words."""
     # content-location lets feedparser resolve relative links against the feed;
     # a content-type without charset leaves the encoding to the XML declaration.
     parsed = feedparser.parse(
@@ -204,11 +216,12 @@ def parse_feed(data: bytes, source: str, base: str) -> list[Story]:
                 url=canonical_url(link),
                 title=title,
                 dek=plain_text(entry.get("summary", "")),
-                byline=plain_text(entry.get("author", "")),
+                byline=clean_byline(entry.get("author", "") or "", locale),
                 section=section,
                 image_url=image_url,
                 image_caption=caption,
                 image_credit=credit,
+                body=_body(entry),
                 source=source,
                 published_at=published,
                 # A feed lists the newsroom's own order of importance, top first.
@@ -218,7 +231,7 @@ def parse_feed(data: bytes, source: str, base: str) -> list[Story]:
     return stories
 
 
-def read_feed(source: str, fetcher: Fetcher | None = None) -> list[Story]:
+def read_feed(source: str, fetcher: Fetcher | None = None, locale: str = "en_US") -> list[Story]:
     """The feed's stories; `fetcher` is the collect's (its limits and HTTP client)."""
     data, base = fetch(source, fetcher)
-    return parse_feed(data, source, base)
+    return parse_feed(data, source, base, locale)

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from datetime import date, datetime
 
 from sqlalchemy import (
+    case,
     func,
     select,
 )
@@ -19,6 +20,7 @@ from digest.models import (
 )
 from digest.store.tables import (
     Aggregate,
+    _insert_for,
     _story,
     _upsert,
     now,
@@ -31,7 +33,12 @@ class Stories(Aggregate):
     """The queries of stories and page views: `store.stories`."""
 
     def upsert_stories(self, items: Iterable[Story]) -> tuple[int, int]:
-        """Insert new stories, update known ones (by canonical URL). Returns (new, updated)."""
+        """Insert new stories, update known ones (by canonical URL). Returns (new, updated).
+
+        A known story's body is kept when this collect brings none: a feed that sends its
+        full text only for its newest entries, or a page that failed to give its main
+        text once, does not wipe what an earlier collect found.
+        """
         rows = []
         seen: set[str] = set()
         for s in items:
@@ -64,8 +71,14 @@ class Stories(Aggregate):
                 known.update(
                     conn.scalars(select(stories.c.url).where(stories.c.url.in_(urls[i : i + 500])))
                 )
-            cols = [c for c in rows[0] if c != "url"]
-            _upsert(conn, stories, rows, cols)
+            insert = _insert_for(conn, stories)
+            updates = {c: getattr(insert.excluded, c) for c in rows[0] if c != "url"}
+            updates["body"] = case(
+                (insert.excluded.body == "", stories.c.body), else_=insert.excluded.body
+            )
+            conn.execute(
+                insert.on_conflict_do_update(index_elements=[stories.c.url], set_=updates), rows
+            )
         return len(rows) - len(known), len(known)
 
     def stories_between(self, start: datetime, end: datetime) -> list[Story]:
