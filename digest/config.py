@@ -131,6 +131,8 @@ class Limits:
     fetch_timeout: float = 20.0  # seconds to connect, and between two reads
     source_deadline: float = 60.0  # seconds for one source, every redirect and read included
     collect_deadline: float = 600.0  # seconds for a whole collect; sources left are skipped
+    collect_concurrency: int = 100  # sources read at once
+    host_concurrency: int = 6  # of them, at most this many from one origin (as a browser)
     title_max_chars: int = 300
     dek_max_chars: int = 1_000
     byline_max_chars: int = 200

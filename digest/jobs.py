@@ -91,13 +91,15 @@ def collect(
     pages: Sequence[str] | None = None,
     cms: Sequence[str] | None = None,
     on_source: OnSource | None = None,
+    full: bool = False,
 ) -> CollectResult:
     """Collect digest.toml's sources, or only the ones given: `sources` are feeds,
     page-view CSVs (by the .csv ending) and access logs (a name with ".log" in it:
     access.log, access.log.2.gz), `pages` article pages, `cms` CMS exports.
-    `on_source` is told as each source is done (collect_all)."""
+    `on_source` is told as each source is done (collect_all); `full` reads every source
+    whole, even one that says it has not changed."""
     if not (sources or pages or cms):
-        return collect_all(settings, store, on_source=on_source)
+        return collect_all(settings, store, on_source=on_source, full=full)
     given = list(sources or [])
     csvs = [s for s in given if s.lower().endswith(".csv")]
     logs = [s for s in given if s not in csvs and ".log" in Path(s).name.lower()]
@@ -110,6 +112,7 @@ def collect(
         cms=list(cms or []),
         access_logs=logs,
         on_source=on_source,
+        full=full,
     )
 
 

@@ -63,11 +63,22 @@ def test_canonical_url_strips_tracking(raw: str, expected: str) -> None:
     assert canonical_url(raw) == expected
 
 
-def test_collecting_twice_updates_and_never_duplicates(settings: Settings, store: Store) -> None:
+def test_collecting_twice_updates_what_changed_and_never_duplicates(
+    settings: Settings, store: Store
+) -> None:
     first = collect_all(settings, store)
     second = collect_all(settings, store)
     assert (first.new, first.updated) == (11, 0)
-    assert (second.new, second.updated) == (0, 11)
+    # The same feed again: nothing changed, so nothing is "updated" (issue 12, item 1).
+    assert (second.new, second.updated) == (0, 0)
+    assert store.stories.count_stories() == 11
+    # One headline corrected at the source: that story, and only it, is updated.
+    feed = Path(settings.sources.feeds[0])  # the newsroom's copy, in a temporary folder
+    text = feed.read_text()
+    title = text.split("<item>")[1].split("<title>")[1].split("</title>")[0]
+    feed.write_text(text.replace(title, title + " (corrected)", 1))
+    third = collect_all(settings, store)
+    assert (third.new, third.updated) == (0, 1)
     assert store.stories.count_stories() == 11
 
 

@@ -350,7 +350,9 @@ def test_once_the_collect_deadline_has_passed_each_source_left_is_one_line(
     views = str(SAMPLE / "pageviews.csv")
     set_up(
         newsroom,
-        "source_deadline = 2.0\ncollect_deadline = 1.0",
+        # One source at a time, so that the drip makes every later one late (read at once,
+        # the sample feed and the CMS export would start beside it, before the deadline).
+        "source_deadline = 2.0\ncollect_deadline = 1.0\ncollect_concurrency = 1",
         feeds=[drip, str(SAMPLE_FEED)],
         cms=[cms],
         pages=[page],

@@ -161,17 +161,31 @@ def collect(
         list[str] | None,
         typer.Option("--cms", help="A WordPress REST posts URL or a JSON Feed; repeatable."),
     ] = None,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="Read every source whole, even one that answers it has not changed since "
+            "the last collect (after an upgrade that reads more of each story, say).",
+        ),
+    ] = False,
 ) -> None:
     """Read the newsroom's sources (feeds, CMS, article pages, page-view exports) into the
     store. Naming any source with --source, --page or --cms reads only those."""
     with session(config_path) as (settings, store):
         with progress() as bars:
             result = jobs.collect(
-                settings, store, source, pages=page, cms=cms, on_source=bars.on_source
+                settings, store, source, pages=page, cms=cms, on_source=bars.on_source, full=full
             )
         console.print(
             f"{counted(result.new, 'new story', 'new stories')}, {result.updated} updated, "
             f"{counted(result.pageview_rows, 'page-view row')}"
+            + (
+                f"; {counted(len(result.unchanged_sources), 'source')} unchanged since the "
+                "last collect"
+                if result.unchanged_sources
+                else ""
+            )
         )
         if result.failed_sources:
             failed = counted(len(result.failed_sources), "source")

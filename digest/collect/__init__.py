@@ -25,11 +25,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from digest.errors import InputError
-
 if TYPE_CHECKING:
     from digest.config import Settings
-    from digest.models import PageViews, Story
+    from digest.models import PageViews
     from digest.store import Store
 
 log = logging.getLogger("digest.collect")
@@ -44,6 +42,14 @@ class CollectResult:
     updated: int = 0
     pageview_rows: int = 0
     failed_sources: list[str] = field(default_factory=list)
+    #: Sources that answered "not modified" to what they said last time (a 304).
+    unchanged_sources: list[str] = field(default_factory=list)
+
+
+def _log_rows(read: Callable[..., Any], *args: Any) -> list[PageViews]:
+    """An access log's page views (read_access_logs gives them with its counts)."""
+    rows: list[PageViews] = read(*args).rows
+    return rows
 
 
 def collect_all(
@@ -55,19 +61,23 @@ def collect_all(
     cms: list[str] | None = None,
     access_logs: list[str] | None = None,
     on_source: OnSource | None = None,
+    full: bool = False,
 ) -> CollectResult:
     """Read every feed, CMS export, article page, page-view export and access log; one
     bad source never stops the others. A kind left as None is read from digest.toml; [] reads none.
     `on_source(done, total, name)` is told as each source is done (the article pages
-    count as one source: they are read together), for a progress display.
+    count as one source: they are read together), for a progress display. A feed or
+    CMS export that answers 304 to the validators it gave last time is counted in
+    `unchanged_sources` and not parsed; `full` asks every source for all it has.
     """
     # The readers load feedparser, httpx and the rest: only a collect needs them, and
     # every `digest` command imports this package (for digest.collect.urls, say).
     from digest.collect.accesslogs import read_access_logs
-    from digest.collect.caps import capped_stories, capped_views
+    from digest.collect.atonce import Outcome, read_at_once
     from digest.collect.cms import read_cms
     from digest.collect.feeds import read_feed
-    from digest.collect.fetch import Fetcher
+    from digest.collect.fetch import Fetcher, Validators
+    from digest.collect.keeping import Keeper
     from digest.collect.pages import read_pages
     from digest.collect.pageviews import read_pageviews
     from digest.collect.pictures import Rehoster
@@ -91,47 +101,54 @@ def collect_all(
         if on_source is not None:
             on_source(done, total, name)
 
-    with Fetcher(limits) as fetcher:
-        rehost = Rehoster(settings, fetcher)
+    known = {} if full else {src: Validators(*v) for src, v in store.stories.validators().items()}
+    with Fetcher(limits, known) as fetcher:
+        keeper = Keeper(store, limits, fetcher, known, Rehoster(settings, fetcher))
 
-        def keep(stories: list[Story]) -> None:
-            new, updated = store.stories.upsert_stories(rehost(capped_stories(stories, limits)))
-            result.new += new
-            result.updated += updated
-
-        def keep_views(rows: list[PageViews]) -> None:
-            result.pageview_rows += store.stories.upsert_pageviews(capped_views(rows, limits))
-
-        def gather(
-            source: str, read: Callable[[], list[Any]], save: Callable[[list[Any]], None]
-        ) -> None:
-            """One source read and saved; one that cannot be read is one error line."""
-            try:
-                fetcher.check_collect_deadline(source)
-                found = read()
-            except InputError as exc:
-                log.error("%s", exc)
-                result.failed_sources.append(source)
+        def take(outcome: Outcome, save: Callable[[str, list[Any]], None]) -> None:
+            """One source's stories or page views to be saved; one that could not be read
+            is one error line, one that had not changed is counted."""
+            if outcome.error is not None:
+                log.error("%s", outcome.error)
+                result.failed_sources.append(outcome.source)
+            elif outcome.unchanged:
+                result.unchanged_sources.append(outcome.source)
             else:
-                save(found)
-            tell(source)
+                save(outcome.source, outcome.found)
+            tell(outcome.source)
 
-        website = settings.newsroom.website
-        for source in feeds:
-            gather(source, partial(read_feed, source, fetcher=fetcher, locale=locale), keep)
-        for source in cms:
-            read = partial(read_cms, source, zone, fetcher=fetcher, locale=locale)
-            gather(source, read, keep)
+        # Feeds and CMS exports at once (atonce.py), saved in the order given.
+        read_stories = [
+            (source, partial(read_feed, source, fetcher=fetcher, locale=locale)) for source in feeds
+        ]
+        read_stories += [
+            (source, partial(read_cms, source, zone, fetcher=fetcher, locale=locale))
+            for source in cms
+        ]
+        for outcome in read_at_once(fetcher, read_stories):
+            take(outcome, keeper.stories)
+        keeper.flush()
         if pages:
             # One list, read together: its order is the newsroom's order of importance.
             # Each page's fetch checks the collect deadline, so one left is one line.
             harvest = read_pages(pages, zone, fetcher=fetcher, locale=locale)
             result.failed_sources += harvest.failed
-            keep(harvest.stories)
+            keeper.stories("pages", harvest.stories)
+            keeper.flush()
             tell(f"{len(pages)} article pages" if len(pages) > 1 else pages[0])
-        for source in pageviews:
-            gather(source, partial(read_pageviews, source, zone, fetcher=fetcher), keep_views)
-        for source in access_logs:
-            read = partial(read_access_logs, source, website, zone)
-            gather(source, lambda read=read: read().rows, keep_views)
+        website = settings.newsroom.website
+        read_views = [
+            (source, partial(read_pageviews, source, zone, fetcher=fetcher)) for source in pageviews
+        ]
+        read_views += [
+            (source, partial(_log_rows, read_access_logs, source, website, zone))
+            for source in access_logs
+        ]
+        for outcome in read_at_once(fetcher, read_views):
+            take(outcome, keeper.views)
+    result.new, result.updated, result.pageview_rows = (
+        keeper.new,
+        keeper.updated,
+        keeper.pageview_rows,
+    )
     return result

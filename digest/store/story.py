@@ -5,11 +5,11 @@ The stories and page_views tables: collect writes them, rank and the editor read
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import (
-    case,
     func,
     select,
 )
@@ -20,20 +20,27 @@ from digest.models import (
 )
 from digest.store.tables import (
     Aggregate,
-    _insert_for,
     _story,
     _upsert,
     now,
     page_views,
+    source_validators,
     stories,
 )
+
+
+def _comparable(value: Any) -> Any:
+    """A value as the database gives it back (a float's float, a time's time)."""
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class Stories(Aggregate):
     """The queries of stories and page views: `store.stories`."""
 
     def upsert_stories(self, items: Iterable[Story]) -> tuple[int, int]:
-        """Insert new stories, update known ones (by canonical URL). Returns (new, updated).
+        """Insert new stories, update known ones whose content changed (by canonical URL).
+        Returns (new, updated): a story collected again as it was is neither, and its
+        row (collected_at too) is left as it is.
 
         A known story's body is kept when this collect brings none: a feed that sends its
         full text only for its newest entries, or a page that failed to give its main
@@ -64,22 +71,27 @@ class Stories(Aggregate):
             )
         if not rows:
             return 0, 0
+        content = [c for c in rows[0] if c not in ("url", "collected_at")]
         with self.begin() as conn:
-            known = set()
+            stored: dict[str, tuple[Any, ...]] = {}
             urls = [r["url"] for r in rows]
             for i in range(0, len(urls), 500):
-                known.update(
-                    conn.scalars(select(stories.c.url).where(stories.c.url.in_(urls[i : i + 500])))
+                found = conn.execute(
+                    select(stories.c.url, *(stories.c[c] for c in content)).where(
+                        stories.c.url.in_(urls[i : i + 500])
+                    )
                 )
-            insert = _insert_for(conn, stories)
-            updates = {c: getattr(insert.excluded, c) for c in rows[0] if c != "url"}
-            updates["body"] = case(
-                (insert.excluded.body == "", stories.c.body), else_=insert.excluded.body
-            )
-            conn.execute(
-                insert.on_conflict_do_update(index_elements=[stories.c.url], set_=updates), rows
-            )
-        return len(rows) - len(known), len(known)
+                stored.update((row[0], tuple(row[1:])) for row in found)
+            body = content.index("body")
+            for r in rows:
+                if not r["body"] and r["url"] in stored:
+                    r["body"] = stored[r["url"]][body]
+            changed = [
+                r for r in rows if stored.get(r["url"]) != tuple(_comparable(r[c]) for c in content)
+            ]
+            _upsert(conn, stories, changed, [c for c in rows[0] if c != "url"])
+        new = sum(1 for r in changed if r["url"] not in stored)
+        return new, len(changed) - new
 
     def stories_between(self, start: datetime, end: datetime) -> list[Story]:
         with self.begin() as conn:
@@ -130,3 +142,25 @@ class Stories(Aggregate):
         with self.begin() as conn:
             rows = conn.execute(select(stories).where(stories.c.url.in_(wanted))).all()
         return {row.url: _story(row) for row in rows}
+
+    def validators(self) -> dict[str, tuple[str, str]]:
+        """(ETag, Last-Modified) per source, as each answered the last collect that read it."""
+        with self.begin() as conn:
+            rows = conn.execute(
+                select(
+                    source_validators.c.source,
+                    source_validators.c.etag,
+                    source_validators.c.last_modified,
+                )
+            )
+            return {source: (etag, modified) for source, etag, modified in rows}
+
+    def keep_validators(self, answers: Mapping[str, tuple[str, str]]) -> None:
+        """What each source answered with: (ETag, Last-Modified) by source, in one
+        transaction. Called once the sources' stories are saved, never before."""
+        rows = [
+            {"source": source, "etag": etag, "last_modified": modified, "updated_at": now()}
+            for source, (etag, modified) in answers.items()
+        ]
+        with self.begin() as conn:
+            _upsert(conn, source_validators, rows, ["etag", "last_modified", "updated_at"])

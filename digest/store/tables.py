@@ -94,6 +94,17 @@ stories = Table(
     Column("collected_at", UTCDateTime, nullable=False),
 )
 
+# What each feed or CMS source answered with last time (ETag, Last-Modified), sent back
+# on the next collect so that an unchanged source is a 304 and nothing is parsed.
+source_validators = Table(
+    "source_validators",
+    metadata,
+    Column("source", String(2000), primary_key=True),
+    Column("etag", Text, nullable=False, default=""),
+    Column("last_modified", Text, nullable=False, default=""),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
 page_views = Table(
     "page_views",
     metadata,
@@ -282,7 +293,12 @@ scheduler_lease = Table(
 #: into two groups that get the same copy.)
 _preference = func.lower(func.coalesce(subscribers.c.sections, ""))
 
-_UNIQUE = {stories: ["url"], page_views: ["url", "day", "source"], subscribers: ["email"]}
+_UNIQUE = {
+    stories: ["url"],
+    page_views: ["url", "day", "source"],
+    subscribers: ["email"],
+    source_validators: ["source"],
+}
 
 
 def now() -> datetime:
