@@ -17,7 +17,6 @@ that use them, so that `digest --help` and every other command start fast.
 from __future__ import annotations
 
 import os
-from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Annotated
 
@@ -44,6 +43,8 @@ app.add_typer(subscribers.app, name="subscribers")
 
 def _print_version(wanted: bool) -> None:
     if wanted:
+        from importlib.metadata import version as installed_version
+
         console.print(f"digest {installed_version('digest')}", markup=False)
         raise typer.Exit()
 

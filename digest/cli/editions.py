@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from digest import editor, jobs
 from digest.cli.base import (
     AllowClippedOption,
     Command,
@@ -24,7 +22,10 @@ from digest.cli.base import (
     shown,
 )
 from digest.cli.sending import print_send, send_progress, stop_on_signal
-from digest.models import Edition, Pick
+
+if TYPE_CHECKING:  # each command imports what it runs: a fast `digest --help`
+    from digest import editor
+    from digest.models import Edition, Pick
 
 app = typer.Typer()
 
@@ -72,6 +73,8 @@ def _edition_json(edition: Edition) -> dict[str, Any]:
 
 
 def _print_edition(edition: Edition) -> None:
+    from rich.table import Table
+
     console.print(f"[bold]Edition {edition.name}[/bold]  ({edition.status})")
     console.print(f"Subject: {edition.subject}", highlight=False, markup=False)
     for title, picks in (
@@ -97,6 +100,8 @@ def run(
     allow_clipped: AllowClippedOption = False,
 ) -> None:
     """Collect, draft, render and send today's edition (the morning job)."""
+    from digest import jobs
+
     with session(config_path) as (settings, store):
         edition_day = local_day(settings, day)
         with stop_on_signal() as stop, send_progress() as (on_start, on_progress):
@@ -169,6 +174,8 @@ def collect(
 ) -> None:
     """Read the newsroom's sources (feeds, CMS, article pages, page-view exports) into the
     store. Naming any source with --source, --page or --cms reads only those."""
+    from digest import jobs
+
     with session(config_path) as (settings, store):
         result = jobs.collect(settings, store, source, pages=page, cms=cms)
         console.print(
@@ -188,6 +195,8 @@ def draft(
     as_json: Annotated[bool, typer.Option("--json", help="Print the edition as JSON.")] = False,
 ) -> None:
     """Rank the stories into the day's draft and show why each story is where it is."""
+    from digest import jobs
+
     with session(config_path) as (settings, store):
         edition = jobs.draft(settings, store, local_day(settings, day))
         if as_json:
@@ -270,6 +279,8 @@ def edit(
     drop, unpin, lead, pin, up, down, subject; they are kept when a later collect
     ranks the edition again. Changing an approved edition withdraws the approval.
     """
+    from digest import editor
+
     changes: list[editor.Change] = [editor.Change("reset")] if reset else []
     for action, refs in (
         ("restore", restore),
@@ -303,6 +314,8 @@ def approve(
     """Approve an edition for sending, as it stands (a send job with `approval: approved`
     sends only an approved edition). Every copy is rendered first, so a broken template
     stops the approval here rather than the send."""
+    from digest import editor
+
     with session(config_path) as (settings, store):
         name = local_day(settings, edition, upcoming=True).isoformat()
         if withdraw:
@@ -322,6 +335,8 @@ def render(
     config_path: ConfigOption = Path("digest.toml"),
 ) -> None:
     """Render an edition to HTML and text files, as a reader would see it."""
+    from digest import jobs
+
     with session(config_path) as (settings, store):
         rendered = jobs.render_edition(settings, store, edition)
         html_path, text_path = jobs.write_edition(settings, rendered, out)

@@ -11,22 +11,10 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
 
-from digest import config, jobs
 from digest.cli.base import (
     AllowClippedOption,
     Command,
@@ -39,7 +27,10 @@ from digest.cli.base import (
     print_error,
     session,
 )
-from digest.send.ledger import SendReport
+
+if TYPE_CHECKING:  # the commands import the pipeline when they run: a fast `digest --help`
+    from digest import config
+    from digest.send.ledger import SendReport
 
 app = typer.Typer()
 
@@ -47,6 +38,16 @@ app = typer.Typer()
 @contextmanager
 def send_progress() -> Iterator[tuple[Callable[[SendReport], None], Callable[[int], None]]]:
     """A progress bar for a send: recipients sent, rate, time left."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     columns = (
         TextColumn("[bold]sending[/bold]"),
         BarColumn(),
@@ -56,7 +57,7 @@ def send_progress() -> Iterator[tuple[Callable[[SendReport], None], Callable[[in
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err, transient=False, disable=not err.is_terminal) as bar:
+    with Progress(*columns, console=err.rich, transient=False, disable=not err.is_terminal) as bar:
         task = bar.add_task("send", total=None, rate="")
 
         def on_start(before: SendReport) -> None:
@@ -109,6 +110,8 @@ def _batches(numbers: list[int]) -> str:
 
 
 def print_send(result: SendReport, delivery: config.Delivery) -> None:
+    from rich.markup import escape
+
     console.print(
         f"send {result.edition} via {result.backend}: {result.state}; "
         f"{result.sent:,} of {counted(result.recipients, 'recipient')} sent "
@@ -169,6 +172,8 @@ def send(
     allow_clipped: AllowClippedOption = False,
 ) -> None:
     """Send an edition to every active subscriber, exactly once."""
+    from digest import jobs
+
     at_least("--limit", limit, 1)
     with session(config_path) as (settings, store):
         if sections and not test:
@@ -232,6 +237,8 @@ def sends(
 ) -> None:
     """What went out: each send's state, counts per batch state, failures with reasons."""
     from dataclasses import asdict
+
+    from rich.table import Table
 
     from digest.send.journal import in_doubt_detail
     from digest.send.ledger import report
@@ -318,6 +325,8 @@ def worker(
     sharing the PostgreSQL database, to go faster. A worker never resends failed
     or in-doubt batches; that is `digest send EDITION --resume`.
     """
+    from digest import jobs
+
     at_least("--poll", poll, 0.1)
     with session(config_path) as (settings, store), stop_on_signal() as stop:
         sent = jobs.work(settings, store, backend=backend, once=once, poll_seconds=poll, stop=stop)
