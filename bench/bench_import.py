@@ -1,9 +1,15 @@
-"""Benchmark: import a subscribers CSV of N rows (default 1,000,000) into SQLite.
+"""Benchmark: import a subscribers CSV of N rows (default 1,000,000) into SQLite and
+PostgreSQL.
 
 Runs `digest subscribers import` as its own process, as an operator would, and
-prints rows per second and the peak memory (max RSS) of that process.
+prints rows per second and the peak memory (max RSS) of that process. Beside it, in
+the same run and also as its own process, the bare reference: `csv.reader` and the
+driver's `executemany` into a table of the same five text columns, nothing checked.
 
-    .venv/bin/python bench/bench_import.py [--rows 1000000] [--runs 3]
+    .venv/bin/python bench/bench_import.py [--rows 1000000] [--runs 3] [--no-postgres]
+
+PostgreSQL: DIGEST_BENCH_POSTGRES (default postgresql+psycopg://postgres@127.0.0.1:5432/test);
+each run gets a schema of its own, dropped afterwards.
 
 The CSV is generated once (a fixed seed) and kept in the work folder; about 1 in
 200 rows is a bad address, 1 in 100 repeats an earlier one, 1 in 20 is unsubscribed.
@@ -17,11 +23,44 @@ import os
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from measure import ROOT, run_digest, sample_newsroom
+from measure import ROOT, Row, run_digest, sample_newsroom
+
+POSTGRES = os.environ.get(
+    "DIGEST_BENCH_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+# The reference: the same file through csv.reader into a plain table, in batches of
+# 5,000 rows, one transaction; argv: csv path, database ("sqlite:PATH" or a libpq URL).
+REFERENCE = """
+import csv, itertools, sys
+path, target = sys.argv[1], sys.argv[2]
+if target.startswith("sqlite:"):
+    import sqlite3
+    conn = sqlite3.connect(target[7:])
+    insert = "INSERT INTO ref VALUES (?, ?, ?, ?, ?)"
+else:
+    import psycopg
+    conn = psycopg.connect(target)
+    insert = "INSERT INTO ref VALUES (%s, %s, %s, %s, %s)"
+conn.execute("CREATE TABLE ref (email TEXT PRIMARY KEY, name TEXT, sections TEXT,"
+             " status TEXT, city TEXT)")
+with open(path, newline="", encoding="utf-8") as handle:
+    reader = csv.reader(handle)
+    next(reader)
+    cur = conn.cursor()
+    while batch := list(itertools.islice(reader, 5000)):
+        cur.executemany(insert + (" ON CONFLICT DO NOTHING"), batch)
+conn.commit()
+"""
 
 
 def make_csv(path: Path, rows: int) -> None:
@@ -48,15 +87,84 @@ def make_csv(path: Path, rows: int) -> None:
             )
 
 
-def run_once(csv_path: Path, work: Path) -> tuple[float, float, str]:
+@contextmanager
+def database(kind: str, folder: Path) -> Iterator[tuple[str, str]]:
+    """(SQLAlchemy URL for digest, target for the reference): a new, empty database."""
+    if kind == "sqlite":
+        yield f"sqlite:///{folder / 'digest.db'}", f"sqlite:{folder / 'ref.db'}"
+        return
+    import psycopg
+
+    schema = "bench_" + uuid.uuid4().hex[:12]
+    libpq = POSTGRES.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(libpq, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in POSTGRES else "?"
+    try:
+        yield (
+            f"{POSTGRES}{sep}options=-csearch_path%3D{schema}",
+            f"{libpq}{sep}options=-csearch_path%3D{schema}",
+        )
+    finally:
+        with psycopg.connect(libpq, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def run_once(csv_path: Path, work: Path, kind: str = "sqlite") -> tuple[float, float, str, float]:
+    """(seconds, peak MB, summary, reference seconds) of one import into a new database."""
     folder = Path(tempfile.mkdtemp(dir=work))
     config = sample_newsroom(folder)
-    env = {**os.environ, "DIGEST_DATABASE_URL": f"sqlite:///{folder / 'digest.db'}"}
-    # Create the schema first so the timing is the import alone.
-    run_digest("subscribers", "list", "-c", config, env=env)
-    measured = run_digest("subscribers", "import", csv_path, "-c", config, env=env)
-    shutil.rmtree(folder)
-    return measured.seconds, measured.peak_mb, measured.stdout
+    try:
+        with database(kind, folder) as (url, target):
+            env = {**os.environ, "DIGEST_DATABASE_URL": url}
+            # Create the schema first so the timing is the import alone.
+            run_digest("subscribers", "list", "-c", config, env=env)
+            measured = run_digest("subscribers", "import", csv_path, "-c", config, env=env)
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", REFERENCE, str(csv_path), target], check=True)
+            reference = time.perf_counter() - started
+    finally:
+        shutil.rmtree(folder)
+    return measured.seconds, measured.peak_mb, measured.stdout, reference
+
+
+def measure(rows: int, runs: int, kind: str, work: Path) -> tuple[float, float, float]:
+    """(rows/s, peak MB, reference rows/s): medians of `runs` runs into `kind`."""
+    work.mkdir(parents=True, exist_ok=True)
+    csv_path = work / f"subscribers-{rows}.csv"
+    if not csv_path.exists():
+        print(f"writing {csv_path} ...", file=sys.stderr)
+        make_csv(csv_path, rows)
+    rates, peaks, references = [], [], []
+    for run in range(1, runs + 1):
+        elapsed, peak_mb, summary, reference = run_once(csv_path, work, kind)
+        rates.append(rows / elapsed)
+        peaks.append(peak_mb)
+        references.append(rows / reference)
+        print(
+            f"{kind} run {run}: {elapsed:.1f} s, {rows / elapsed:,.0f} rows/s, "
+            f"peak RSS {peak_mb:.0f} MB; reference {rows / reference:,.0f} rows/s  ({summary})",
+            flush=True,
+        )
+    rate, peak, ref = (statistics.median(x) for x in (rates, peaks, references))
+    print(
+        f"import of {rows:,} rows into {kind}, median of {runs}: {rate:,.0f} rows/s, "
+        f"peak RSS {peak:.0f} MB; reference {ref:,.0f} rows/s",
+        flush=True,
+    )
+    return rate, peak, ref
+
+
+def rows(count: int = 1_000_000, runs: int = 3) -> list[Row]:
+    work = ROOT / "var" / "bench"
+    table = []
+    for kind in ("sqlite", "postgresql"):
+        rate, peak, ref = measure(count, runs, kind, work)
+        table.append(
+            Row(f"import {count:,} subscribers, {kind} (peak {peak:.0f} MB)", rate, ref,
+                "rows/s", "`csv.reader` + `executemany`", goal="≥ 100,000 rows/s, flat")
+        )  # fmt: skip
+    return table
 
 
 def main() -> None:
@@ -64,25 +172,10 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--work", type=Path, default=ROOT / "var" / "bench")
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     args = parser.parse_args()
-    args.work.mkdir(parents=True, exist_ok=True)
-    csv_path = args.work / f"subscribers-{args.rows}.csv"
-    if not csv_path.exists():
-        print(f"writing {csv_path} ...", file=sys.stderr)
-        make_csv(csv_path, args.rows)
-    rates, peaks = [], []
-    for run in range(1, args.runs + 1):
-        elapsed, peak_mb, summary = run_once(csv_path, args.work)
-        rates.append(args.rows / elapsed)
-        peaks.append(peak_mb)
-        print(
-            f"run {run}: {elapsed:.1f} s, {args.rows / elapsed:,.0f} rows/s, "
-            f"peak RSS {peak_mb:.0f} MB  ({summary})"
-        )
-    print(
-        f"import of {args.rows:,} rows, median of {args.runs}: "
-        f"{statistics.median(rates):,.0f} rows/s, peak RSS {statistics.median(peaks):.0f} MB"
-    )
+    for kind in ("sqlite",) if args.no_postgres else ("sqlite", "postgresql"):
+        measure(args.rows, args.runs, kind, args.work)
 
 
 if __name__ == "__main__":

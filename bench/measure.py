@@ -47,3 +47,21 @@ def run_digest(*args: str | Path, env: dict[str, str]) -> Measured:
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"digest {' '.join(map(str, args))} failed:\n{out}\n{err}")
     return Measured(seconds, usage.ru_maxrss / 1024, out.strip(), err)
+
+
+@dataclass
+class Row:
+    """One line of `make bench`'s table: a figure beside its reference, measured in the
+    same run. `higher_is_better` says which way the ratio should go (rows/s: yes; ms: no)."""
+
+    stage: str
+    figure: float
+    reference: float
+    unit: str
+    reference_name: str
+    higher_is_better: bool = True
+    goal: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.figure / self.reference if self.reference else float("nan")

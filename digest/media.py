@@ -84,6 +84,10 @@ def email_sized(data: bytes, width: int) -> tuple[bytes, str] | None:
         return None
 
 
+#: (path, inode, size, mtime, ctime, width, media folder) -> its email-sized copy's name.
+_PUBLISHED: dict[tuple[str, int, int, int, int, int, str], str] = {}
+
+
 class Publisher:
     """Turns the picture addresses of one render into addresses a mail client loads."""
 
@@ -118,13 +122,27 @@ class Publisher:
                 MAX_PICTURE_BYTES // 2**20,
             )
             return ""
+        folder = media_dir(self.settings)
+        # Each render publishes the same pictures again; resizing one took a third of a
+        # render. The name published for this very file (path, inode, size, change
+        # times) and width is kept while its copy is still in the folder.
+        stat = path.stat()
+        seen = (
+            str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, width,
+            str(folder),
+        )  # fmt: skip
+        name = _PUBLISHED.get(seen)
+        if name is not None and (folder / name).exists():
+            return f"{self.settings.base_url}/media/{name}"
         sized = email_sized(path.read_bytes(), width)
         if sized is None:
             log.warning("picture %s could not be decoded; left out", path)
             return ""
         data, extension = sized
         name = f"{hashlib.blake2b(data, digest_size=16).hexdigest()}.{extension}"
-        folder = media_dir(self.settings)
+        if len(_PUBLISHED) >= 1024:
+            _PUBLISHED.clear()
+        _PUBLISHED[seen] = name
         target = folder / name
         if not target.exists():
             folder.mkdir(parents=True, exist_ok=True)

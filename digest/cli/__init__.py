@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import sys
-from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -46,6 +45,8 @@ app.add_typer(subscribers.app, name="subscribers")
 
 def _print_version(wanted: bool) -> None:
     if wanted:
+        from importlib.metadata import version as installed_version
+
         console.print(f"digest {installed_version('digest')}", markup=False)
         raise typer.Exit()
 

@@ -4,25 +4,51 @@ that loads the settings and opens the store for a command."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from typer.core import TyperCommand, TyperGroup, TyperOption
 
-from digest import config, jobs
 from digest.errors import DigestError
-from digest.store import Store
+
+if TYPE_CHECKING:
+    # Imported by the commands that need them, not here: `digest --help` and every
+    # command's start-up would otherwise pay for SQLAlchemy and the whole pipeline
+    # (tests/test_cli_startup.py).
+    from rich.console import Console
+
+    from digest import config
+    from digest.store import Store
+
+
+class _Console:
+    """A rich Console, made when a command first prints: importing rich's console
+    (about 40 modules) is a fifth of what `digest --help` would load. `.rich` is the
+    Console itself, for what takes one (a Progress)."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+
+    @functools.cached_property
+    def rich(self) -> Console:
+        from rich.console import Console
+
+        return Console(**self._options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.rich, name)
+
 
 # soft_wrap: a path or an error stays on one line, whatever the terminal width.
-console = Console(soft_wrap=True, highlight=False)
-err = Console(stderr=True, soft_wrap=True, highlight=False)
+console: Console = _Console(soft_wrap=True, highlight=False)  # type: ignore[assignment]
+err: Console = _Console(stderr=True, soft_wrap=True, highlight=False)  # type: ignore[assignment]
 
 
 class _FlagsTakeNoValue:
@@ -38,11 +64,21 @@ class _FlagsTakeNoValue:
         return params
 
 
-class Command(_FlagsTakeNoValue, TyperCommand):
+class _PlainHelp:
+    """Help and usage errors in plain text, as click writes them. Typer's rich panels
+    import rich's Markdown, markdown-it and rich's tracebacks on every `--help`, which
+    made it take about twice as long (docs/benchmarks.md); the words are the same."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rich_markup_mode = None
+
+
+class Command(_FlagsTakeNoValue, _PlainHelp, TyperCommand):
     """Every `digest` command: `@app.command(cls=Command)`."""
 
 
-class Group(_FlagsTakeNoValue, TyperGroup):
+class Group(_FlagsTakeNoValue, _PlainHelp, TyperGroup):
     """`digest` and `digest subscribers`: `typer.Typer(cls=Group)`."""
 
 
@@ -108,7 +144,7 @@ def print_error(message: str) -> None:
 def session(config_path: Path) -> Iterator[tuple[config.Settings, Store]]:
     """Load settings and open the store; turn our errors, and a database that stops
     answering part-way, into one line and an exit status."""
-    from digest import environment
+    from digest import config, environment, jobs
 
     _setup_logging()
     settings: config.Settings | None = None
@@ -130,6 +166,8 @@ def session(config_path: Path) -> Iterator[tuple[config.Settings, Store]]:
 
 
 def local_day(settings: config.Settings, value: str | None, *, upcoming: bool = False) -> date:
+    from digest import jobs
+
     if value is None:
         return jobs.upcoming(settings) if upcoming else jobs.today(settings)
     try:

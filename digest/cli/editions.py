@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from digest import editor, jobs
 from digest.cli.base import (
     AllowClippedOption,
     Command,
@@ -23,9 +21,11 @@ from digest.cli.base import (
     session,
     shown,
 )
-from digest.cli.progress import progress
 from digest.cli.sending import print_send, stop_on_signal
-from digest.models import Edition, Pick
+
+if TYPE_CHECKING:  # each command imports what it runs: a fast `digest --help`
+    from digest import editor
+    from digest.models import Edition, Pick
 
 app = typer.Typer()
 
@@ -73,6 +73,8 @@ def _edition_json(edition: Edition) -> dict[str, Any]:
 
 
 def _print_edition(edition: Edition) -> None:
+    from rich.table import Table
+
     console.print(f"[bold]Edition {edition.name}[/bold]  ({edition.status})")
     console.print(f"Subject: {edition.subject}", highlight=False, markup=False)
     for title, picks in (
@@ -98,8 +100,12 @@ def run(
     allow_clipped: AllowClippedOption = False,
 ) -> None:
     """Collect, draft, render and send today's edition (the morning job)."""
+    from digest import jobs
+
     with session(config_path) as (settings, store):
         edition_day = local_day(settings, day)
+        from digest.cli.progress import progress
+
         with stop_on_signal() as stop, progress() as bars:
             summary = jobs.run(
                 settings, store, edition_day, allow_clipped=allow_clipped, watch=bars.watch(stop)
@@ -172,6 +178,9 @@ def collect(
 ) -> None:
     """Read the newsroom's sources (feeds, CMS, article pages, page-view exports) into the
     store. Naming any source with --source, --page or --cms reads only those."""
+    from digest import jobs
+    from digest.cli.progress import progress
+
     with session(config_path) as (settings, store):
         with progress() as bars:
             result = jobs.collect(
@@ -200,6 +209,8 @@ def draft(
     as_json: Annotated[bool, typer.Option("--json", help="Print the edition as JSON.")] = False,
 ) -> None:
     """Rank the stories into the day's draft and show why each story is where it is."""
+    from digest import jobs
+
     with session(config_path) as (settings, store):
         edition = jobs.draft(settings, store, local_day(settings, day))
         if as_json:
@@ -282,6 +293,8 @@ def edit(
     drop, unpin, lead, pin, up, down, subject; they are kept when a later collect
     ranks the edition again. Changing an approved edition withdraws the approval.
     """
+    from digest import editor
+
     changes: list[editor.Change] = [editor.Change("reset")] if reset else []
     for action, refs in (
         ("restore", restore),
@@ -315,6 +328,8 @@ def approve(
     """Approve an edition for sending, as it stands (a send job with `approval: approved`
     sends only an approved edition). Every copy is rendered first, so a broken template
     stops the approval here rather than the send."""
+    from digest import editor
+
     with session(config_path) as (settings, store):
         name = local_day(settings, edition, upcoming=True).isoformat()
         if withdraw:
@@ -334,6 +349,8 @@ def render(
     config_path: ConfigOption = Path("digest.toml"),
 ) -> None:
     """Render an edition to HTML and text files, as a reader would see it."""
+    from digest import jobs
+
     with session(config_path) as (settings, store):
         rendered = jobs.render_edition(settings, store, edition)
         html_path, text_path = jobs.write_edition(settings, rendered, out)

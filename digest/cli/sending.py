@@ -11,13 +11,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from digest import config, jobs
 from digest.cli.base import (
     AllowClippedOption,
     Command,
@@ -30,8 +27,10 @@ from digest.cli.base import (
     print_error,
     session,
 )
-from digest.cli.progress import progress
-from digest.send.ledger import SendReport
+
+if TYPE_CHECKING:  # the commands import the pipeline when they run: a fast `digest --help`
+    from digest import config
+    from digest.send.ledger import SendReport
 
 app = typer.Typer()
 
@@ -74,6 +73,8 @@ def _batches(numbers: list[int]) -> str:
 
 
 def print_send(result: SendReport, delivery: config.Delivery) -> None:
+    from rich.markup import escape
+
     console.print(
         f"send {result.edition} via {result.backend}: {result.state}; "
         f"{result.sent:,} of {counted(result.recipients, 'recipient')} sent "
@@ -134,6 +135,8 @@ def send(
     allow_clipped: AllowClippedOption = False,
 ) -> None:
     """Send an edition to every active subscriber, exactly once."""
+    from digest import jobs
+
     at_least("--limit", limit, 1)
     with session(config_path) as (settings, store):
         if sections and not test:
@@ -166,6 +169,8 @@ def send(
                 f"per message{requests}; nothing sent"
             )
             return
+        from digest.cli.progress import progress
+
         with stop_on_signal() as stop, progress() as bars:
             result = jobs.send(
                 settings,
@@ -195,6 +200,8 @@ def sends(
 ) -> None:
     """What went out: each send's state, counts per batch state, failures with reasons."""
     from dataclasses import asdict
+
+    from rich.table import Table
 
     from digest.send.journal import in_doubt_detail
     from digest.send.ledger import report
@@ -281,6 +288,8 @@ def worker(
     sharing the PostgreSQL database, to go faster. A worker never resends failed
     or in-doubt batches; that is `digest send EDITION --resume`.
     """
+    from digest import jobs
+
     at_least("--poll", poll, 0.1)
     with session(config_path) as (settings, store), stop_on_signal() as stop:
         watch = jobs.Watch(stop=stop)

@@ -7,14 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from digest.cli.base import (
     Command,
@@ -42,6 +34,15 @@ def subscribers_import(
     config_path: ConfigOption = Path("digest.toml"),
 ) -> None:
     """Add or update subscribers from a CSV. Never resubscribes anyone who left."""
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     from digest.environment import import_subscribers
     from digest.subscribers import ImportReport
 
@@ -56,7 +57,7 @@ def subscribers_import(
     )
     with (
         session(config_path) as (_settings, store),
-        Progress(*columns, console=err, disable=not err.is_terminal) as bar,
+        Progress(*columns, console=err.rich, disable=not err.is_terminal) as bar,
     ):
         task = bar.add_task("import", total=size or None, rows="")
 

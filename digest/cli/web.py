@@ -26,7 +26,7 @@ def web(
     """Serve the unsubscribe pages, the SendGrid event webhook and the newsroom's
     editor and sends pages (foreground).
 
-    Every email links to \\[web] base_url in digest.toml: serve this there,
+    Every email links to [web] base_url in digest.toml: serve this there,
     behind a reverse proxy with HTTPS, or readers cannot leave (mail clients
     offer one-click unsubscribe, RFC 8058, only over HTTPS).
 

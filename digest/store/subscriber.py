@@ -25,9 +25,11 @@ from digest.models import (
 )
 from digest.store.tables import (
     Aggregate,
+    ImportRow,
     SubscriberWrite,
     _attributes_json,
     _insert_for,
+    _known_addresses,
     _preference,
     _subscriber,
     _upsert_subscriber_rows,
@@ -98,69 +100,83 @@ class Subscribers(Aggregate):
     def import_subscribers(
         self, items: Sequence[Subscriber], stamp: datetime | None = None
     ) -> SubscriberWrite:
-        """upsert_subscribers for one chunk of a longer import.
+        """upsert_subscribers for one chunk of a longer import: import_rows, from
+        Subscribers. Addresses must be lower-case and unique within `items`."""
+        return self.import_rows(
+            [
+                (
+                    s.email,
+                    s.name,
+                    ";".join(s.sections),
+                    s.status,
+                    _attributes_json(s.attributes) if s.attributes else "{}",
+                )
+                for s in items
+            ],
+            stamp,
+        )
+
+    def import_rows(
+        self, rows: Sequence[ImportRow], stamp: datetime | None = None
+    ) -> SubscriberWrite:
+        """Write one chunk of an import: (email, name, sections, status, attributes JSON)
+        rows, never reactivating an address that left.
 
         Every chunk of one import is written with the same `stamp` (updated_at).
         A row whose address already carries that stamp repeats an earlier row of
         the same import: it is skipped (the first row wins) and listed in
         `repeated`. So an import finds repeats across a million rows without
         holding a million addresses in memory. Addresses must be lower-case and
-        unique within `items`.
+        unique within `rows`.
+
+        Set-based: one query finds what the store knows of the chunk's addresses (the
+        subscriber's status, whether this import wrote it, the suppression), the
+        chunk's addresses passed as one array parameter; then the driver writes the rows.
         """
         result = SubscriberWrite()
-        if not items:
+        if not rows:
             return result
         stamp = stamp or now()
-        emails = [s.email for s in items]
-        gone = self.suppressed(emails)
         with self.begin() as conn:
-            existing: dict[str, tuple[str, datetime]] = {}
-            for i in range(0, len(emails), 500):
-                found = conn.execute(
-                    select(
-                        subscribers.c.email, subscribers.c.status, subscribers.c.updated_at
-                    ).where(subscribers.c.email.in_(emails[i : i + 500]))
-                )
-                existing.update({email: (status, at) for email, status, at in found})
             processor = subscribers.c.updated_at.type.bind_processor(conn.dialect)
             stamp_value = processor(stamp) if processor else stamp
-            rows = []
-            new_suppressions = []
-            for s in items:
-                email = s.email
-                known = existing.get(email)
-                if known is not None and known[1] == stamp:
+            if conn.dialect.name == "sqlite" and isinstance(stamp_value, datetime):
+                # What sqlite3's default adapter would write for each row, written once.
+                stamp_value = stamp_value.isoformat(" ")
+            known = _known_addresses(conn, [row[0] for row in rows], stamp_value)
+            written: list[tuple[Any, ...]] = []
+            new_suppressions: list[tuple[Any, ...]] = []
+            for email, name, sections, status, attributes in rows:
+                found = known.get(email)
+                if found is None:
+                    result.added += 1
+                    if status in LEFT_STATUSES:
+                        new_suppressions.append((email, status, "import", stamp_value))
+                    written.append((email, name, sections, status, attributes, stamp_value))
+                    continue
+                standing, repeated, reason = found
+                if repeated:
                     result.repeated.append(email)
                     continue
-                status = s.status
-                left = gone.get(email) or (
-                    known[0] if known is not None and known[0] in LEFT_STATUSES else None
-                )
+                left = reason or (standing if standing in LEFT_STATUSES else None)
                 if left and status not in LEFT_STATUSES:
                     result.kept_out += 1
                     status = left
-                if status in LEFT_STATUSES and email not in gone:
-                    new_suppressions.append(
-                        {"email": email, "reason": status, "source": "import", "created_at": stamp}
-                    )
-                    gone[email] = status
-                if known is None:
+                if status in LEFT_STATUSES and reason is None:
+                    new_suppressions.append((email, status, "import", stamp_value))
+                if standing is None:
                     result.added += 1
                 else:
                     result.updated += 1
-                rows.append(
-                    (
-                        email,
-                        s.name,
-                        ";".join(s.sections),
-                        status,
-                        _attributes_json(s.attributes) if s.attributes else "{}",
-                        stamp_value,
-                    )
-                )
-            _upsert_subscriber_rows(conn, rows)
+                written.append((email, name, sections, status, attributes, stamp_value))
+            _upsert_subscriber_rows(conn, written)
             if new_suppressions:
-                conn.execute(suppressions.insert(), new_suppressions)
+                mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+                conn.exec_driver_sql(
+                    "INSERT INTO suppressions (email, reason, source, created_at) "
+                    f"VALUES ({mark}, {mark}, {mark}, {mark})",
+                    new_suppressions,
+                )
         return result
 
     def subscriber(self, email: str) -> Subscriber | None:
