@@ -73,30 +73,34 @@ class Sends(Aggregate):
                 .subquery()
             )
             # Within a preference, positions 1..1000 are its first batch, 1001..2000
-            # its second, ...; batches are numbered 1, 2, ... across preferences.
-            numbered = select(
-                ranked.c.email,
-                ranked.c.name,
-                ranked.c.sections,
-                func.dense_rank()
-                .over(order_by=(ranked.c.sections, (ranked.c.position - 1) // batch_size))
-                .label("number"),
-            ).subquery()
-            number = numbered.c.number
+            # its second, ...: grouped by (preference, chunk), then the batches (a
+            # thousandth as many rows) numbered 1, 2, ... across preferences. (A second
+            # window function over the whole list cost 40% more at a million.)
+            chunk = ((ranked.c.position - 1) // batch_size).label("chunk")
             if postgres:
                 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
                 members: Any = cast(
                     func.json_agg(
                         aggregate_order_by(
-                            func.json_build_array(numbered.c.email, numbered.c.name),
-                            numbered.c.email,
+                            func.json_build_array(ranked.c.email, ranked.c.name),
+                            ranked.c.email,
                         )
                     ),
                     Text,
                 )
             else:
-                members = func.json_group_array(func.json_array(numbered.c.email, numbered.c.name))
+                members = func.json_group_array(func.json_array(ranked.c.email, ranked.c.name))
+            grouped = (
+                select(
+                    ranked.c.sections,
+                    chunk,
+                    func.count().label("size"),
+                    members.label("members"),
+                )
+                .group_by(ranked.c.sections, chunk)
+                .subquery()
+            )
             conn.execute(
                 send_batches.insert().from_select(
                     [
@@ -111,14 +115,14 @@ class Sends(Aggregate):
                     ],
                     select(
                         literal(send_id),
-                        number,
-                        numbered.c.sections,
+                        func.row_number().over(order_by=(grouped.c.sections, grouped.c.chunk)),
+                        grouped.c.sections,
                         literal("pending"),
-                        func.count(),
-                        members,
+                        grouped.c.size,
+                        grouped.c.members,
                         literal(0),
                         literal(now(), UTCDateTime),
-                    ).group_by(number, numbered.c.sections),
+                    ),
                 )
             )
             self._count_send(conn, send_id)
