@@ -64,23 +64,48 @@ class Subscribers(Aggregate):
         when two suppress one address at once (a one-click POST and a webhook
         event): the insert gives way on conflict instead of failing.
         """
-        email = email.lower()
+        return bool(self.suppress_all([(email, reason, source)]))
+
+    def suppress_all(self, items: Sequence[tuple[str, str, str]]) -> set[str]:
+        """suppress() for many (email, reason, source) in one transaction, as if one
+        after the other (an address named twice keeps its first reason). Returns the
+        addresses (lower-case) suppressed now, not before.
+
+        A webhook post of a thousand bounces is one transaction, not a thousand.
+        """
+        rows: dict[str, dict[str, Any]] = {}
+        stamp = now()
+        for email, reason, source in items:
+            rows.setdefault(
+                email.lower(),
+                {"email": email.lower(), "reason": reason, "source": source, "created_at": stamp},
+            )
+        if not rows:
+            return set()
+        emails = list(rows)
+        added: set[str] = set()
+        standing = (
+            select(suppressions.c.reason)
+            .where(suppressions.c.email == subscribers.c.email)
+            .scalar_subquery()
+        )
         with self.begin() as conn:
-            added = conn.execute(
-                _insert_for(conn, suppressions)
-                .values(email=email, reason=reason, source=source, created_at=now())
-                .on_conflict_do_nothing(index_elements=["email"])
-                .returning(suppressions.c.email)
-            ).first()
-            standing = conn.scalar(
-                select(suppressions.c.reason).where(suppressions.c.email == email)
+            insert = _insert_for(conn, suppressions).on_conflict_do_nothing(
+                index_elements=["email"]
             )
-            conn.execute(
-                update(subscribers)
-                .where(subscribers.c.email == email, subscribers.c.status != standing)
-                .values(status=standing, updated_at=now())
-            )
-            return added is not None
+            for i in range(0, len(emails), 500):
+                chunk = emails[i : i + 500]
+                added.update(
+                    conn.scalars(insert.returning(suppressions.c.email), [rows[e] for e in chunk])
+                )
+                # The subscriber's status says why the address is suppressed: its first
+                # reason, whoever wrote it.
+                conn.execute(
+                    update(subscribers)
+                    .where(subscribers.c.email.in_(chunk), subscribers.c.status != standing)
+                    .values(status=standing, updated_at=now())
+                )
+        return added
 
     def upsert_subscribers(self, items: Sequence[Subscriber]) -> tuple[int, int, int]:
         """Add or update subscribers, never reactivating one who left.
