@@ -16,6 +16,7 @@ def main() -> None:
     for script in (
         "bench_import.py",
         "bench_send.py",
+        "bench_web.py",
         "bench_accesslog.py",
         "bench_collect.py",
         "bench_render.py",

@@ -427,7 +427,9 @@ def unsubscribe_all(store: Store, requests: Sequence[tuple[str, str]]) -> list[U
             for address, (_, source) in zip(addresses, requests, strict=True)
         ]
     )
-    reasons = store.subscribers.suppressed(list(dict.fromkeys(addresses)))
+    # Why those not suppressed now had left (nearly always none: a first click).
+    earlier = [address for address in dict.fromkeys(addresses) if address not in added]
+    reasons = store.subscribers.suppressed(earlier) if earlier else {}
     results = []
     for address in addresses:
         now = address in added
