@@ -3,10 +3,13 @@
 The mail API is our SendGrid-compatible server (tests/fakes/sendgrid_server.py),
 run as its own process on 127.0.0.1; the ledger is a SQLite file. The send is
 `digest send EDITION --backend sendgrid`, run as its own process as an operator
-would; its wall time covers start-up, rendering, the recipient snapshot and every
-request. Prints recipients per second and that process's peak memory (max RSS).
+would (with `--database postgresql+psycopg://...` the ledger is a fresh schema in that
+PostgreSQL database instead, dropped afterwards); its wall time covers start-up,
+rendering, the recipient snapshot and every request. Prints recipients per second
+and that process's peak memory (max RSS).
 
     .venv/bin/python bench/bench_send.py [--recipients 1000000 100000] [--runs 3]
+        [--database postgresql+psycopg://postgres@127.0.0.1:5432/test]
 
 Two sizes show how the cost grows: the difference between them, divided by the
 difference in recipients, is the cost of one more recipient.
@@ -21,6 +24,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -33,12 +39,32 @@ DAY = date(2025, 12, 5)
 KEY = "SG.bench-key"
 
 
-def newsroom(folder: Path, recipients: int) -> tuple[Path, dict[str, str]]:
+@contextmanager
+def database(folder: Path, server: str | None) -> Iterator[str]:
+    """A SQLite file in `folder`, or a fresh schema on the PostgreSQL `server`, dropped after."""
+    if not server:
+        yield f"sqlite:///{folder / 'digest.db'}"
+        return
+    from sqlalchemy import create_engine, text
+
+    schema = "bench_" + uuid.uuid4().hex[:12]
+    engine = create_engine(server, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{server}{'&' if '?' in server else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+def newsroom(folder: Path, recipients: int, url: str = "") -> tuple[Path, dict[str, str]]:
     """A sample newsroom with an edition drafted and `recipients` active subscribers."""
     config_path = sample_newsroom(folder)
     env = {
         **os.environ,
-        "DIGEST_DATABASE_URL": f"sqlite:///{folder / 'digest.db'}",
+        "DIGEST_DATABASE_URL": url or f"sqlite:///{folder / 'digest.db'}",
         "DIGEST_SECRET_KEY": "bench-secret",
         "SENDGRID_API_KEY": KEY,
     }
@@ -70,23 +96,26 @@ def fake_server() -> tuple[subprocess.Popen[str], str]:
     return server, server.stdout.readline().split()[-1]
 
 
-def run_once(recipients: int, work: Path) -> tuple[float, float]:
+def run_once(
+    recipients: int, work: Path, server_url: str | None = None
+) -> tuple[float, float, float]:
     folder = Path(tempfile.mkdtemp(dir=work))
-    config_path, env = newsroom(folder, recipients)
-    server, url = fake_server()
-    env["SENDGRID_API_HOST"] = url
-    try:
-        measured = run_digest(
-            "send", DAY.isoformat(), "--backend", "sendgrid", "-c", config_path, env=env
-        )
-    finally:
-        server.terminate()
-        _, server_err = server.communicate()
+    with database(folder, server_url) as url:
+        config_path, env = newsroom(folder, recipients, url)
+        server, api = fake_server()
+        env["SENDGRID_API_HOST"] = api
+        try:
+            measured = run_digest(
+                "send", DAY.isoformat(), "--backend", "sendgrid", "-c", config_path, env=env
+            )
+        finally:
+            server.terminate()
+            _, server_err = server.communicate()
     shutil.rmtree(folder)
     delivered = int(server_err.strip().rsplit(" ", 1)[-1])
     if delivered != recipients:
         raise SystemExit(f"the server got {delivered:,} recipients, not {recipients:,}")
-    return measured.seconds, measured.peak_mb
+    return measured.seconds, measured.peak_mb, measured.cpu_seconds
 
 
 def main() -> None:
@@ -94,18 +123,23 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, nargs="+", default=[1_000_000, 100_000])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--work", type=Path, default=ROOT / "var" / "bench")
+    parser.add_argument(
+        "--database",
+        help="a PostgreSQL URL (postgresql+psycopg://...): the ledger in a fresh schema there",
+    )
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     medians: dict[int, float] = {}
     for recipients in args.recipients:
         times, peaks = [], []
         for run in range(1, args.runs + 1):
-            elapsed, peak = run_once(recipients, args.work)
+            elapsed, peak, cpu = run_once(recipients, args.work, args.database)
             times.append(elapsed)
             peaks.append(peak)
             print(
                 f"{recipients:,} recipients, run {run}: {elapsed:.1f} s, "
-                f"{recipients / elapsed:,.0f} recipients/s, peak RSS {peak:.0f} MB",
+                f"{recipients / elapsed:,.0f} recipients/s, peak RSS {peak:.0f} MB, "
+                f"sending process CPU {cpu:.1f} s ({recipients / cpu:,.0f} recipients per CPU-s)",
                 flush=True,
             )
         medians[recipients] = statistics.median(times)

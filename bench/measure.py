@@ -28,6 +28,7 @@ class Measured:
     peak_mb: float  # the process's own peak RSS
     stdout: str
     stderr: str
+    cpu_seconds: float = 0.0  # the process's own user + system time
 
 
 def run_digest(*args: str | Path, env: dict[str, str]) -> Measured:
@@ -46,7 +47,8 @@ def run_digest(*args: str | Path, env: dict[str, str]) -> Measured:
         out, err = out_file.read(), err_file.read()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"digest {' '.join(map(str, args))} failed:\n{out}\n{err}")
-    return Measured(seconds, usage.ru_maxrss / 1024, out.strip(), err)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Measured(seconds, usage.ru_maxrss / 1024, out.strip(), err, cpu)
 
 
 @dataclass

@@ -29,6 +29,7 @@ BENCHES = [
 #: Scripts without rows() yet: run with their default sizes, output printed as is.
 SCRIPTS = [
     "bench_send.py",
+    "bench_web.py",
     "bench_accesslog.py",
     "bench_collect.py",
     "bench_pages.py",

@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import itemgetter
@@ -459,9 +459,32 @@ def unsubscribe(store: Store, email: str, source: str) -> Unsubscribed:
     An address that left earlier keeps its first reason (store.subscribers.suppress): a reader
     who bounced and then clicks unsubscribe stays recorded as bounced.
     """
-    address = stored_form(email)
-    added = store.subscribers.suppress(address, "unsubscribed", source=source)
-    return Unsubscribed(address, left_already(store, address) or "unsubscribed", now=added)
+    return unsubscribe_all(store, [(email, source)])[0]
+
+
+def unsubscribe_all(store: Store, requests: Sequence[tuple[str, str]]) -> list[Unsubscribed]:
+    """unsubscribe() for many (email, source) requests in one transaction, as if one
+    after the other: an address asked for twice left now only the first time.
+
+    The web app's writer (digest/web/writer.py) writes the one-click requests that
+    arrive together this way.
+    """
+    addresses = [stored_form(email) for email, _ in requests]
+    added = store.subscribers.suppress_all(
+        [
+            (address, "unsubscribed", source)
+            for address, (_, source) in zip(addresses, requests, strict=True)
+        ]
+    )
+    # Why those not suppressed now had left (nearly always none: a first click).
+    earlier = [address for address in dict.fromkeys(addresses) if address not in added]
+    reasons = store.subscribers.suppressed(earlier) if earlier else {}
+    results = []
+    for address in addresses:
+        now = address in added
+        added.discard(address)  # a second request for it in this group: left already
+        results.append(Unsubscribed(address, reasons.get(address) or "unsubscribed", now=now))
+    return results
 
 
 def masked(email: str) -> str:

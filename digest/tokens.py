@@ -32,6 +32,7 @@ still filled as it was, so a send resumed across an upgrade mails what went out 
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from dataclasses import dataclass
@@ -58,18 +59,19 @@ class Tokens:
     def _token(self, name: str) -> str:
         return f"%%{name}-{self.key}%%" if self.key else f"%%{name}%%"
 
-    @property
+    # Cached: a send asks for them once per recipient.
+    @functools.cached_property
     def greeting(self) -> str:
         """The greeting, HTML-escaped: for the HTML part."""
         return self._token("greeting")
 
-    @property
+    @functools.cached_property
     def greeting_text(self) -> str:
         """The greeting as plain text: for the text part. SendGrid applies every
         substitution to every part, so the two parts need different tokens."""
         return self._token("greeting_text")
 
-    @property
+    @functools.cached_property
     def unsubscribe_url(self) -> str:
         return self._token("unsubscribe_url")
 

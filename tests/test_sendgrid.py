@@ -278,3 +278,25 @@ def test_a_notice_to_the_operators_carries_no_list_headers(settings: Settings) -
     assert person["headers"] == {}
     assert "categories" not in body or body["categories"] == []
     assert "List-Id" not in body["headers"]
+
+
+def test_each_personalization_says_what_the_letter_says(the_letter: Letter) -> None:
+    # The body is written from Letter.reader_parts through orjson; every reader's
+    # substitutions and headers must be exactly Letter.substitutions and
+    # list_unsubscribe, whatever the name holds (a comma, token syntax, HTML, other
+    # scripts; a lone surrogate, which orjson refuses and the json module writes).
+    from digest.send.sendgrid import RequestWriter, _display_name
+
+    names = ["", "Renée O'Brien", "Smith, Jo", "%%greeting%% <b>&", "山田 太郎", "x\udc80y"]
+    readers = [Recipient(f"r{i}@example.org", name) for i, name in enumerate(names)]
+    body = json.loads(RequestWriter(the_letter).body(Batch(1, 4, readers)))
+    for reader, person in zip(readers, body["personalizations"], strict=True):
+        url = the_letter.unsubscribe_url(reader)
+        to = {
+            "email": reader.email,
+            **({"name": _display_name(reader.name)} if reader.name else {}),
+        }
+        assert person["to"] == [to]
+        assert person["substitutions"] == the_letter.substitutions(reader, url)
+        assert person["headers"] == the_letter.list_unsubscribe(reader, url)
+        assert person["custom_args"] == {"edition": the_letter.edition, "batch": "4"}

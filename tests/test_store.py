@@ -71,3 +71,34 @@ def test_the_first_suppression_reason_stands(store: Store) -> None:
         "reader@example.org": "unsubscribed"
     }
     assert [s.status for s in store.subscribers.iter_subscribers()] == ["unsubscribed"]
+
+
+def test_suppressing_many_at_once_follows_the_same_rules(store: Store) -> None:
+    # A webhook post's suppressions go in one transaction (suppress_all): the first
+    # reason still stands, within the post and against earlier ones, and only the
+    # addresses not suppressed before count as new.
+    store.subscribers.upsert_subscribers(
+        [Subscriber(f"r{i}@example.org") for i in range(1200)] + [Subscriber("old@example.org")]
+    )
+    store.subscribers.suppress("old@example.org", "unsubscribed", source="one-click")
+    items = [(f"R{i}@Example.org", "bounced", "sendgrid:bounce") for i in range(1200)]
+    items += [("r7@example.org", "complained", "sendgrid:spamreport")]  # later in the post
+    items += [
+        ("old@example.org", "bounced", "sendgrid:bounce"),
+        ("nobody@example.org", "bounced", ""),
+    ]
+    added = store.subscribers.suppress_all(items)
+    assert added == {f"r{i}@example.org" for i in range(1200)} | {"nobody@example.org"}
+    reasons = store.subscribers.suppressed(
+        ["r7@example.org", "old@example.org", "r1199@example.org"]
+    )
+    assert reasons == {
+        "r7@example.org": "bounced",
+        "old@example.org": "unsubscribed",
+        "r1199@example.org": "bounced",
+    }
+    statuses = {s.email: s.status for s in store.subscribers.iter_subscribers()}
+    assert statuses["old@example.org"] == "unsubscribed"
+    assert {statuses[f"r{i}@example.org"] for i in range(1200)} == {"bounced"}
+    assert store.subscribers.suppress_all(items) == set()  # a repeated post changes nothing
+    assert store.subscribers.suppress_all([]) == set()

@@ -34,6 +34,8 @@ UTF8_MESSAGE_POLICY = MESSAGE_POLICY.clone(utf8=True)
 #: encoder wrote 998-character quoted-printable lines, which SpamAssassin scores
 #: (MIME_QP_LONG_LINE, and LONGLN_LOW_CONTRAST with the hidden preheader).
 BODY_POLICY = MESSAGE_POLICY.clone(max_line_length=76)
+#: The RFC 8058 List-Unsubscribe-Post value.
+ONE_CLICK = "List-Unsubscribe=One-Click"
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,18 @@ class Letter:
         """The tokens this copy was rendered with (its own random key: digest.tokens)."""
         return Tokens(self.rendered.token_key)
 
+    def greeting_for(self, name: str) -> tuple[str, str]:
+        """The greeting for a reader of this name: (HTML-escaped, plain text)."""
+        if not name:
+            return self._anonymous_greeting
+        # A name comes from a CSV row or a signup form: inert like any content (tokens).
+        greeting = self.greetings[0] % {"name": inert_text(name)}
+        return html.escape(greeting), greeting
+
+    @functools.cached_property
+    def _anonymous_greeting(self) -> tuple[str, str]:
+        return html.escape(self.greetings[1]), self.greetings[1]
+
     def substitutions(self, recipient: Recipient, unsubscribe_url: str = "") -> dict[str, str]:
         """Token -> value for one recipient, HTML-escaped where the token sits in HTML.
 
@@ -86,12 +100,35 @@ class Letter:
         have it already: signing is the costly part, and a SendGrid batch needs the
         URL twice per recipient (here and in the headers).
         """
-        # A name comes from a CSV row or a signup form: inert like any content (tokens).
-        name = inert_text(recipient.name)
-        greeting = self.greetings[0] % {"name": name} if name else self.greetings[1]
+        greeting_html, greeting_text = self.greeting_for(recipient.name)
         return self.tokens.values(
-            html.escape(greeting), greeting, unsubscribe_url or self.unsubscribe_url(recipient)
+            greeting_html, greeting_text, unsubscribe_url or self.unsubscribe_url(recipient)
         )
+
+    def unsubscribe_targets(self, unsubscribe_url: str) -> str:
+        """The RFC 2369 List-Unsubscribe value for a reader's signed unsubscribe URL."""
+        if not self.unsubscribe_mailto:
+            return f"<{unsubscribe_url}>"
+        # The token is base64url and ".", all unreserved in a URI (RFC 3986 2.3),
+        # so it goes into the mailto subject as it is.
+        token = unsubscribe_url.rsplit("/", 1)[-1]
+        return (
+            f"<{unsubscribe_url}>, <mailto:{self.unsubscribe_mailto}?subject=unsubscribe%20{token}>"
+        )
+
+    def reader_parts(self, recipient: Recipient) -> tuple[str, str, str, str]:
+        """Everything of one reader's copy at once, for a send that writes thousands a
+        second: (signed unsubscribe URL, greeting as HTML, greeting as text,
+        List-Unsubscribe value; the URL and that value "" for a notice).
+
+        The same values substitutions() and list_unsubscribe() give, from the same
+        methods, with the URL signed once.
+        """
+        greeting_html, greeting_text = self.greeting_for(recipient.name)
+        if not self.unsubscribe_base:
+            return "", greeting_html, greeting_text, ""
+        url = self.unsubscribe_base + self._sign(recipient.email)
+        return url, greeting_html, greeting_text, self.unsubscribe_targets(url)
 
     def list_unsubscribe(self, recipient: Recipient, unsubscribe_url: str = "") -> dict[str, str]:
         """RFC 2369 List-Unsubscribe and RFC 8058 one-click headers for one recipient.
@@ -100,16 +137,11 @@ class Letter:
         """
         if not self.is_list_mail:
             return {}
-        url = unsubscribe_url or self.unsubscribe_url(recipient)
-        targets = f"<{url}>"
-        if self.unsubscribe_mailto:
-            # The token is base64url and ".", all unreserved in a URI (RFC 3986 2.3),
-            # so it goes into the mailto subject as it is.
-            token = url.rsplit("/", 1)[-1]
-            targets += f", <mailto:{self.unsubscribe_mailto}?subject=unsubscribe%20{token}>"
         return {
-            "List-Unsubscribe": targets,
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "List-Unsubscribe": self.unsubscribe_targets(
+                unsubscribe_url or self.unsubscribe_url(recipient)
+            ),
+            "List-Unsubscribe-Post": ONE_CLICK,
         }
 
     def message_for(self, recipient: Recipient) -> EmailMessage:

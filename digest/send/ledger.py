@@ -342,12 +342,7 @@ class _Run:
                 self.limit_reached = True
                 return False
             self.claimed += 1
-        current = self.durable(
-            "reading the send's state", self.store.sends.get_send, self.letter.edition
-        )
-        # Paused or stopped by someone else (another worker's failures, the
-        # operator): leave it as they left it.
-        return current is not None and current.state in ACTIVE_STATES
+        return True
 
     def work(self) -> None:
         try:
@@ -389,7 +384,7 @@ class _Run:
             self._fail(exc)
 
     def _claim(self) -> Batch | None:
-        """Claim the next pending batch, across a database restart.
+        """Claim the next pending batch while the send is active, across a database restart.
 
         A claim whose commit went unanswered may have gone through: the token it
         wrote finds that batch on the next try, rather than a second claim leaving
@@ -403,7 +398,9 @@ class _Run:
             if tried and (mine := claimed_with(self.store, self.send_id, token)) is not None:
                 return mine
             tried = True
-            return self.store.sends.claim_batch(self.send_id, token=token)
+            # Nothing if the send was paused or stopped by someone else (another
+            # worker's failures, the operator): leave it as they left it.
+            return self.store.sends.claim_batch(self.send_id, token=token, while_send=ACTIVE_STATES)
 
         return self.durable("claiming a batch", attempt)
 

@@ -212,10 +212,22 @@ def interpret(event: Mapping[str, Any], asm_group_id: int | None = None) -> str 
 
 
 def apply(store: Store, events: list[Any], asm_group_id: int | None = None) -> EventReport:
-    """Suppress the addresses the events call for. A bad event is skipped and reported."""
+    """Suppress the addresses the events call for, in one transaction. A bad event is
+    skipped and reported."""
+    report, wanted = suppressions_of(events, asm_group_id)
+    _suppress(store, report, wanted)
+    return report
+
+
+def suppressions_of(
+    events: list[Any], asm_group_id: int | None = None
+) -> tuple[EventReport, list[tuple[str, str, str]]]:
+    """What the events ask for, without the database: the report so far, and the
+    (email, reason, source) suppressions to write."""
     report = EventReport(events=len(events))
     kinds: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
+    wanted: list[tuple[str, str, str]] = []
     for number, event in enumerate(events, 1):
         if not isinstance(event, dict):
             _reject(report, f"event {number}: not an object but {type(event).__name__}")
@@ -236,11 +248,16 @@ def apply(store: Store, events: list[Any], asm_group_id: int | None = None) -> E
             _reject(report, f"event {number} ({kind}): {raw[:100]!r} is not an e-mail address")
             continue
         reasons[reason] += 1
-        if store.subscribers.suppress(email, reason, source=f"sendgrid:{kind}"):
-            report.new_suppressions += 1
+        wanted.append((email, reason, f"sendgrid:{kind}"))
     report.kinds = dict(kinds)
     report.suppressions = dict(reasons)
-    return report
+    return report, wanted
+
+
+def _suppress(store: Store, report: EventReport, wanted: list[tuple[str, str, str]]) -> None:
+    # All of a post's suppressions in one transaction (a bounce-heavy post of a
+    # thousand events was a thousand transactions).
+    report.new_suppressions = len(store.subscribers.suppress_all(wanted))
 
 
 def delivery_event(event: Mapping[str, Any]) -> DeliveryEvent | None:
@@ -285,7 +302,14 @@ def _event_id(event: Mapping[str, Any]) -> str:
 
 def record(store: Store, events: list[Any], report: EventReport) -> None:
     """Keep the delivery events of our sends' batches (send/doubt.py settles by them)."""
-    kept = [e for e in map(delivery_event, filter(_is_object, events)) if e is not None]
+    _record(store, report, delivery_events(events))
+
+
+def delivery_events(events: list[Any]) -> list[DeliveryEvent]:
+    return [e for e in map(delivery_event, filter(_is_object, events)) if e is not None]
+
+
+def _record(store: Store, report: EventReport, kept: list[DeliveryEvent]) -> None:
     record_events(store, kept)
     report.recorded = len({e.sg_event_id for e in kept})
 
@@ -300,8 +324,16 @@ def _reject(report: EventReport, problem: str) -> None:
     log.warning("sendgrid webhook: %s", message)
 
 
-def receive(
-    store: Store,
+@dataclass
+class Received:
+    """A verified webhook request, read: what it asks of the database."""
+
+    report: EventReport
+    suppressions: list[tuple[str, str, str]]  # (email, reason, source)
+    delivery: list[DeliveryEvent]
+
+
+def read(
     verifier: Verifier,
     body: bytes,
     signature: str | None,
@@ -309,16 +341,24 @@ def receive(
     *,
     asm_group_id: int | None = None,
     now: float | None = None,
-) -> EventReport:
-    """One webhook request, start to end: verify, parse, suppress, keep delivery events.
-
-    Both steps may be repeated safely: SendGrid posts a request again when we did not
-    answer 2xx (a database away: HTTP 503), and may post an event twice anyway.
-    """
+) -> Received:
+    """Verify and read one webhook request, without the database (the web app does
+    this in a request thread and leaves the writing to its one writer)."""
     verifier.verify(body, signature, timestamp, now)
     events = parse(body)
-    report = apply(store, events, asm_group_id)
-    record(store, events, report)
+    report, wanted = suppressions_of(events, asm_group_id)
+    return Received(report, wanted, delivery_events(events))
+
+
+def write(store: Store, received: Received) -> EventReport:
+    """Suppress and keep what a read request asks for; the report of the request.
+
+    Safe to repeat: SendGrid posts a request again when we did not answer 2xx (a
+    database away: HTTP 503), and may post an event twice anyway.
+    """
+    report = received.report
+    _suppress(store, report, received.suppressions)
+    _record(store, report, received.delivery)
     log.info(
         "sendgrid webhook: %d events, %d new suppressions, %d delivery events kept, "
         "%d ignored, %d rejected",
@@ -329,3 +369,18 @@ def receive(
         len(report.rejected),
     )
     return report
+
+
+def receive(
+    store: Store,
+    verifier: Verifier,
+    body: bytes,
+    signature: str | None,
+    timestamp: str | None,
+    *,
+    asm_group_id: int | None = None,
+    now: float | None = None,
+) -> EventReport:
+    """One webhook request, start to end: verify, parse, suppress, keep delivery events."""
+    received = read(verifier, body, signature, timestamp, asm_group_id=asm_group_id, now=now)
+    return write(store, received)

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     Text,
     cast,
+    exists,
     func,
     literal,
     select,
@@ -73,30 +74,34 @@ class Sends(Aggregate):
                 .subquery()
             )
             # Within a preference, positions 1..1000 are its first batch, 1001..2000
-            # its second, ...; batches are numbered 1, 2, ... across preferences.
-            numbered = select(
-                ranked.c.email,
-                ranked.c.name,
-                ranked.c.sections,
-                func.dense_rank()
-                .over(order_by=(ranked.c.sections, (ranked.c.position - 1) // batch_size))
-                .label("number"),
-            ).subquery()
-            number = numbered.c.number
+            # its second, ...: grouped by (preference, chunk), then the batches (a
+            # thousandth as many rows) numbered 1, 2, ... across preferences. (A second
+            # window function over the whole list cost 40% more at a million.)
+            chunk = ((ranked.c.position - 1) // batch_size).label("chunk")
             if postgres:
                 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
                 members: Any = cast(
                     func.json_agg(
                         aggregate_order_by(
-                            func.json_build_array(numbered.c.email, numbered.c.name),
-                            numbered.c.email,
+                            func.json_build_array(ranked.c.email, ranked.c.name),
+                            ranked.c.email,
                         )
                     ),
                     Text,
                 )
             else:
-                members = func.json_group_array(func.json_array(numbered.c.email, numbered.c.name))
+                members = func.json_group_array(func.json_array(ranked.c.email, ranked.c.name))
+            grouped = (
+                select(
+                    ranked.c.sections,
+                    chunk,
+                    func.count().label("size"),
+                    members.label("members"),
+                )
+                .group_by(ranked.c.sections, chunk)
+                .subquery()
+            )
             conn.execute(
                 send_batches.insert().from_select(
                     [
@@ -111,14 +116,14 @@ class Sends(Aggregate):
                     ],
                     select(
                         literal(send_id),
-                        number,
-                        numbered.c.sections,
+                        func.row_number().over(order_by=(grouped.c.sections, grouped.c.chunk)),
+                        grouped.c.sections,
                         literal("pending"),
-                        func.count(),
-                        members,
+                        grouped.c.size,
+                        grouped.c.members,
                         literal(0),
                         literal(now(), UTCDateTime),
-                    ).group_by(number, numbered.c.sections),
+                    ),
                 )
             )
             self._count_send(conn, send_id)
@@ -191,38 +196,50 @@ class Sends(Aggregate):
             return {state: (int(n), int(size or 0)) for state, n, size in result}
 
     def claim_batch(
-        self, send_id: int, states: Sequence[str] = ("pending",), *, token: str | None = None
+        self,
+        send_id: int,
+        states: Sequence[str] = ("pending",),
+        *,
+        token: str | None = None,
+        while_send: Sequence[str] | None = None,
     ) -> Batch | None:
         """Move the lowest-numbered batch in one of `states` to `sending` and return it.
 
         The state change is committed before the caller talks to the mail API,
         so a crash afterwards leaves the batch visibly "in doubt". On PostgreSQL
         many workers claim concurrently with FOR UPDATE SKIP LOCKED. `token` is
-        written with the claim (events.claimed_with finds it again).
+        written with the claim (events.claimed_with finds it again). With
+        `while_send`, nothing is claimed unless the send is in one of those states
+        (paused or stopped by someone else: None), checked in the same statement.
+
+        One statement, one round trip: on a busy database server each costs
+        milliseconds, and a batch makes a few.
         """
         pending = send_batches.c.state.in_(list(states))
+        conditions = [send_batches.c.send_id == send_id, pending]
+        if while_send is not None:
+            conditions.append(
+                exists().where(sends.c.id == send_id, sends.c.state.in_(list(while_send)))
+            )
         with self.begin() as conn:
             if conn.dialect.name == "postgresql":
                 # Lock the row we take and skip rows other workers hold, so workers
                 # never wait for each other nor take the same batch.
-                number = conn.scalar(
+                number: Any = (
                     select(send_batches.c.number)
-                    .where(send_batches.c.send_id == send_id, pending)
+                    .where(*conditions)
                     .order_by(send_batches.c.number)
                     .limit(1)
                     .with_for_update(skip_locked=True)
+                    .scalar_subquery()
                 )
-                if number is None:
-                    return None
             else:
                 # SQLite has one writer at a time: choosing and taking the batch in
                 # one UPDATE makes the claim atomic. (A SELECT, then an UPDATE that
                 # finds the batch gone, would leave this connection holding the
                 # write lock while it tried again.)
                 number = (
-                    select(func.min(send_batches.c.number))
-                    .where(send_batches.c.send_id == send_id, pending)
-                    .scalar_subquery()
+                    select(func.min(send_batches.c.number)).where(*conditions).scalar_subquery()
                 )
             row = conn.execute(
                 update(send_batches)

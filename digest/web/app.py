@@ -38,11 +38,12 @@ from digest.send.sendgrid_events import (
     WebhookNotConfigured,
 )
 from digest.store import Store
-from digest.subscribers import left_already, masked, token_address, unsubscribe
+from digest.subscribers import Unsubscribed, left_already, masked, token_address, unsubscribe_all
 from digest.web import editor_pages, sends_pages
 from digest.web.access import OFF, Guard
 from digest.web.forms import form_fields, read_body
 from digest.web.pages import READER_HEADERS, Pages
+from digest.web.writer import Batched, Writer
 
 log = logging.getLogger("digest.web")
 
@@ -76,6 +77,10 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     guard = Guard(settings, pages)
     if not guard.on:
         log.warning(OFF)
+    # The public endpoints' writes, one at a time; unsubscribes that arrive together are
+    # written together (web/writer.py).
+    writer = Writer()
+    leaving: Batched[tuple[str, str], Unsubscribed] = Batched(writer, partial(unsubscribe_all, db))
 
     async def healthz(_request: Request) -> Response:
         return PlainTextResponse("ok")
@@ -100,7 +105,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         body = await read_body(request, MAX_FORM_BYTES)
         fields = form_fields(request.headers.get("content-type", ""), body or b"")
         source = "one-click" if fields.get("List-Unsubscribe") == ["One-Click"] else "web"
-        done = await run_in_threadpool(unsubscribe, db, email, source)
+        done = await leaving.submit((email, source))
         if done.now:
             log.info("unsubscribed %s (%s)", masked(email), source)
         return pages.render("unsubscribe_done.html.j2", address=masked(email), now=done.now)
@@ -135,9 +140,8 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         body = await read_body(request, MAX_WEBHOOK_BYTES)
         if body is None:
             return PlainTextResponse(f"body over {MAX_WEBHOOK_BYTES} bytes", status_code=413)
-        receive: Callable[[], sendgrid_events.EventReport] = partial(
-            sendgrid_events.receive,
-            db,
+        read: Callable[[], sendgrid_events.Received] = partial(
+            sendgrid_events.read,
             verifier,
             body,
             request.headers.get(sendgrid_events.SIGNATURE_HEADER),
@@ -145,7 +149,8 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             asm_group_id=settings.delivery.asm_group_id,
         )
         try:
-            report = await run_in_threadpool(receive)
+            received = await run_in_threadpool(read)
+            report = await writer.run(partial(sendgrid_events.write, db, received))
         except SignatureRejected as exc:
             log.warning("sendgrid webhook: refused: %s", exc)
             return PlainTextResponse(str(exc), status_code=403)

@@ -1,0 +1,202 @@
+"""Benchmark: the public endpoints under load, beside `/healthz` with the same client.
+
+`digest web` runs as its own process on 127.0.0.1 (uvicorn, as an operator runs it)
+over a sample newsroom with `--readers` subscribers, its store a SQLite file or, with
+`--database postgresql+psycopg://...`, a fresh schema in that PostgreSQL database. The
+bundled load client (bench/loadclient.py: 16 kept-alive connections by default, closed
+loop) then measures, one after the other:
+
+- `GET /healthz`: the reference, the cheapest answer the app gives;
+- one-click unsubscribe POSTs (RFC 8058 body), one per reader, every one a new
+  suppression;
+- SendGrid event webhook posts, signed as SendGrid signs them, in three mixes:
+  bounce-heavy (every event a bounce: a suppression each), delivery events only
+  (processed/delivered of a send's batches, kept for the in-doubt rules), and half
+  and half; reported in events per second.
+
+    .venv/bin/python bench/bench_web.py [--readers 20000] [--connections 16]
+        [--events-per-post 200] [--database postgresql+psycopg://postgres@127.0.0.1:5432/test]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from bench_send import DAY, database
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from loadclient import Load, request, run
+from measure import DIGEST, ROOT, sample_newsroom
+
+from digest import config, jobs
+from digest.models import Subscriber
+from digest.subscribers import unsubscribe_token
+
+SECRET = "bench-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Webhook:
+    """An ECDSA P-256 key, used as SendGrid uses its own to sign the event posts."""
+
+    def __init__(self) -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        der = self.key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        self.verification_key = base64.b64encode(der).decode()
+
+    def post(self, events: list[dict[str, object]]) -> bytes:
+        body = json.dumps(events).encode()
+        stamp = str(int(time.time()))
+        signature = self.key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+        return request(
+            "POST",
+            "/webhooks/sendgrid",
+            body,
+            {
+                "Content-Type": "application/json",
+                "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
+                "X-Twilio-Email-Event-Webhook-Timestamp": stamp,
+            },
+        )
+
+
+def events_for(mix: str, first: int, count: int) -> list[dict[str, object]]:
+    """`count` events about readers first.. (bounce-heavy, delivery or mixed)."""
+    now = int(time.time())
+    events: list[dict[str, object]] = []
+    for i in range(first, first + count):
+        email = f"reader{i:07d}@example{i % 97}.com"
+        common = {"email": email, "timestamp": now, "sg_event_id": f"ev-{mix}-{i}"}
+        bounce = mix == "bounce" or (mix == "mixed" and i % 2 == 0)
+        if bounce:
+            events.append({**common, "event": "bounce", "type": "bounce", "reason": "550 no"})
+        else:
+            kind = "delivered" if i % 3 else "processed"
+            events.append({**common, "event": kind, "edition": DAY.isoformat(), "batch": "7"})
+    return events
+
+
+def serve(config_path: Path, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (the server writes it while it runs; never a pipe: it could block)
+    server = subprocess.Popen(
+        [DIGEST, "web", "--host", "127.0.0.1", "--port", str(port), "-c", str(config_path)],
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        if server.poll() is not None:
+            log.seek(0)
+            raise SystemExit(f"digest web failed:\n{log.read().decode(errors='replace')}")
+        time.sleep(0.2)
+    server.kill()
+    raise SystemExit("digest web did not answer /healthz within 60 s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--readers", type=int, default=20_000)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--events-per-post", type=int, default=200)
+    parser.add_argument("--work", type=Path, default=ROOT / "var" / "bench")
+    parser.add_argument("--database", help="a PostgreSQL URL: the store in a fresh schema")
+    args, _others = parser.parse_known_args()  # `make bench` passes every script the same
+    args.work.mkdir(parents=True, exist_ok=True)
+    hook = Webhook()
+    with (
+        tempfile.TemporaryDirectory(dir=args.work) as tmp,
+        database(Path(tmp), args.database) as url,
+    ):
+        folder = Path(tmp)
+        config_path = sample_newsroom(folder)
+        env = {
+            **os.environ,
+            "DIGEST_DATABASE_URL": url,
+            "DIGEST_SECRET_KEY": SECRET,
+            "SENDGRID_WEBHOOK_VERIFICATION_KEY": hook.verification_key,
+        }
+        store = jobs.open_store(config.load(config_path, env=env))
+        readers = [f"reader{i:07d}@example{i % 97}.com" for i in range(args.readers)]
+        for start in range(0, len(readers), 10_000):
+            store.subscribers.import_subscribers(
+                [Subscriber(e, f"Reader {e[6:13]}") for e in readers[start : start + 10_000]]
+            )
+        store.close()
+
+        port = free_port()
+        server = serve(config_path, env, port)
+        where = "PostgreSQL" if args.database else "SQLite"
+        try:
+            healthz = [request("GET", "/healthz")] * args.readers
+            form = {"Content-Type": "application/x-www-form-urlencoded"}
+            unsubscribes = [
+                request(
+                    "POST",
+                    f"/unsubscribe/{unsubscribe_token(SECRET.encode(), email)}",
+                    b"List-Unsubscribe=One-Click",
+                    form,
+                )
+                for email in readers
+            ]
+            per_post = args.events_per_post
+            posts = {
+                mix: [
+                    hook.post(events_for(mix, first, per_post))
+                    for first in range(0, args.readers, per_post)
+                ]
+                for mix in ("bounce", "delivery", "mixed")
+            }
+            run("127.0.0.1", port, healthz[:500], args.connections)  # warm-up
+            reference = run("127.0.0.1", port, healthz, args.connections)
+            print(reference.line(f"GET /healthz ({where}, reference)"), flush=True)
+            leave = run("127.0.0.1", port, unsubscribes, args.connections)
+            print(leave.line(f"one-click unsubscribe POST ({where})"), flush=True)
+            _check(leave, "one-click unsubscribe")
+            for mix, bodies in posts.items():
+                load = run("127.0.0.1", port, bodies, args.connections)
+                _check(load, f"webhook, {mix}")
+                events = Load(load.requests * per_post, load.seconds, load.latencies, {})
+                print(
+                    events.line(f"webhook, {mix} posts of {per_post} ({where})", "events")
+                    + f"; {load.per_second:,.0f} posts/s",
+                    flush=True,
+                )
+            print(
+                f"ratios to /healthz ({where}): unsubscribe "
+                f"{leave.per_second / reference.per_second:.2f}",
+                flush=True,
+            )
+        finally:
+            server.terminate()
+            server.wait(30)
+
+
+def _check(load: Load, what: str) -> None:
+    if set(load.statuses) != {200}:
+        raise SystemExit(f"{what}: answers other than 200: {load.statuses}")
+
+
+if __name__ == "__main__":
+    main()
