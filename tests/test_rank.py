@@ -29,12 +29,25 @@ def test_sample_edition(settings: Settings, store: Store) -> None:
     assert edition.lead is not None
     assert edition.lead.story.title == LEAD
     assert edition.subject == LEAD
-    titles = [p.story.title for p in edition.picks]
+    titles = [p.story.title for p in [edition.lead, *edition.more]]
     assert "Juneau Assembly adopts 2026 budget" not in titles  # published 2025-12-02
     assert len(edition.more) == settings.edition.more_count
     sections = [edition.lead.story.section] + [p.story.section for p in edition.more]
     assert max(sections.count(s) for s in set(sections)) <= settings.edition.max_per_section
-    # Most Read is the page-view order, tracking-parameter rows merged in.
+    # Most Read is the site's chart (tracking-parameter rows merged in) without the
+    # stories shown above: the budget story, out of the window, was read yesterday.
+    assert [(p.story.title[:30], p.views) for p in edition.most_read] == [
+        ("Skagway’s lone paramedic is su", 1800),
+        ("Juneau Assembly adopts 2026 bu", 300),
+    ]
+
+
+def test_most_read_may_repeat_the_stories_above_when_set(settings: Settings, store: Store) -> None:
+    collect_all(settings, store)
+    edition = draft(
+        store, replace(settings, edition=replace(settings.edition, most_read_repeats=True)), DAY
+    )
+    # The page-view order, whatever is shown above.
     assert [(p.story.title[:30], p.views) for p in edition.most_read] == [
         ("Gov. Dunleavy approves Alaska ", 3770),
         ("Where to cut your Christmas tr", 2890),

@@ -1,0 +1,33 @@
+"""the editors' note (edition_overrides.note, editions.note) and why each left-out
+candidate is out (editions.left_out)
+
+Revision ID: 0008
+Revises: 0007
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0008"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # Editions drafted before have no note and no reasons; their next draft fills them.
+    # Plain ADD COLUMN (no batch copy): SQLite could not drop `editions` to copy it, as
+    # edition_picks and sends point at it.
+    op.add_column(
+        "edition_overrides", sa.Column("note", sa.Text(), nullable=False, server_default="")
+    )
+    op.add_column("editions", sa.Column("note", sa.Text(), nullable=False, server_default=""))
+    op.add_column("editions", sa.Column("left_out", sa.Text(), nullable=False, server_default="[]"))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("editions") as batch:
+        batch.drop_column("left_out")
+        batch.drop_column("note")
+    with op.batch_alter_table("edition_overrides") as batch:
+        batch.drop_column("note")
