@@ -31,6 +31,8 @@ _LINK = re.compile(
     r"|(?P<bare>https?://[^\s<>\"'()\[\]]{1,2000})",
     re.IGNORECASE,
 )
+#: What an editor meant as a link, up to its first ")" or space: checked when it is set.
+_MEANT_LINK = re.compile(r"\[(?P<words>[^\[\]\n]{1,300})\]\(\s*(?P<target>[^\s)]*)")
 #: Ends a sentence, not an address: "see https://example.org/vote." keeps the full stop.
 _TRAILING = ".,;:!?"
 #: C0/C1 controls (newline aside) and the bidi embedding, override and isolate controls.
@@ -64,9 +66,9 @@ def clean(value: str, max_chars: int) -> str:
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
     if len(text) > max_chars:
         raise NoteError(_too_long(len(text), max_chars))
-    for match in _LINK.finditer(text):
+    for match in _MEANT_LINK.finditer(text):
         target = match.group("target")
-        if target is not None and not is_safe_link(target):
+        if not is_safe_link(target):
             raise NoteError(
                 f"the note's link [{match.group('words')[:40]}]({target[:60]}) is not an "
                 "http(s) address; an email may link only to http:// and https:// pages"
