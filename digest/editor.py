@@ -65,7 +65,7 @@ class EditorView:
     ones dropped by hand, the overrides and who did what."""
 
     edition: Edition
-    others: list[Story]  # in the window, in no slot, not dropped (candidates to pin)
+    others: list[Story]  # in the window, not the lead nor in More, not dropped (to pin)
     dropped: list[Story]
     overrides: Overrides
     events: list[EditorEvent]
@@ -304,10 +304,16 @@ def view(settings: Settings, store: Store, name: str) -> EditorView:
     overrides = store.editions.load_overrides(name)
     stories = _stories(settings, store, edition, overrides)
     placed = {p.story.url for p in edition.picks}
+    top = {p.story.url for p in [edition.lead, *edition.more] if p}
+    out = {o.story.url for o in edition.left_out}  # in Most Read, say, but not above
     dropped = set(overrides.dropped)
     return EditorView(
         edition=edition,
-        others=[s for s in stories if s.url not in placed and s.url not in dropped],
+        others=[
+            s
+            for s in stories
+            if s.url not in top and s.url not in dropped and (s.url in out or s.url not in placed)
+        ],
         dropped=[s for s in stories if s.url in dropped],
         overrides=overrides,
         events=store.editions.edition_events(name),
