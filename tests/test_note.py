@@ -208,3 +208,14 @@ def test_digest_edit_note_on_the_command_line(newsroom: Path) -> None:
     assert missing.returncode == 2 and missing.stderr.startswith("error: --note-file nowhere.txt")
     cleared = run("edit", NAME, "--note", "")
     assert "✓ removed the note to readers" in cleared.stdout and "Note:" not in cleared.stdout
+
+
+def test_the_note_heading_is_in_the_newsroom_language(settings: Settings, drafted: Store) -> None:
+    from digest import render
+
+    spanish = replace(settings, newsroom=replace(settings.newsroom, locale="es_US"))
+    edition = replace(jobs.load_edition(drafted, NAME), note="Hoy cierran las escuelas.")
+    rendered = render.render(spanish, edition)
+    assert "De la redacción" in _note_html(rendered.html).text_content()
+    assert "DE LA REDACCIÓN\n\nHoy cierran las escuelas." in rendered.text
+    assert "From the editors" not in rendered.html + rendered.text.upper().title()

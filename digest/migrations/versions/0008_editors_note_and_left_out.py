@@ -26,8 +26,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("editions") as batch:
-        batch.drop_column("left_out")
-        batch.drop_column("note")
-    with op.batch_alter_table("edition_overrides") as batch:
-        batch.drop_column("note")
+    # Plain DROP COLUMN too (SQLite 3.35 and later), for the same reason.
+    op.drop_column("editions", "left_out")
+    op.drop_column("editions", "note")
+    op.drop_column("edition_overrides", "note")
