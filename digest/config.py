@@ -86,6 +86,9 @@ class EditionSettings:
     more_count: int = 8
     max_per_section: int = 3
     most_read_count: int = 5
+    most_read_hours: int = 24  # Most Read's page views: the local days these hours touch
+    most_read_repeats: bool = False  # may Most Read list a story the lead or More show?
+    recent_leads: int = 3  # a story that led one of the last N sent editions is left out
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,7 @@ class Limits:
     caption_max_chars: int = 500
     body_max_chars: int = 50_000
     url_max_chars: int = 2_000  # the store keeps URLs in VARCHAR(2000)
+    note_max_chars: int = 1_000  # the editors' note (digest.note), counted after clean-up
 
 
 @dataclass(frozen=True)
@@ -200,25 +204,10 @@ class Settings:
 #: (`more_cont = 8` would otherwise be ignored without a word), so it is refused
 #: with the known name it most resembles, as cron.yaml's keys are.
 KNOWN_KEYS: dict[str, tuple[str, ...]] = {
-    "newsroom": (
-        "name",
-        "website",
-        "postal_address",
-        "time_zone",
-        "logo_url",
-        "brand_color",
-        "locale",
-    ),
-    "sender": (
-        "from_email",
-        "from_name",
-        "reply_to",
-        "operators",
-        "editors",
-        "unsubscribe_mailto",
-    ),
+    "newsroom": tuple(Newsroom.__dataclass_fields__),
+    "sender": tuple(Sender.__dataclass_fields__),
     "sources": SOURCE_KINDS,
-    "edition": ("send_time", "window_hours", "more_count", "max_per_section", "most_read_count"),
+    "edition": tuple(EditionSettings.__dataclass_fields__),
     "delivery": tuple(Delivery.__dataclass_fields__),
     "limits": tuple(Limits.__dataclass_fields__),
     "storage": ("data_dir", "database_url"),
@@ -354,14 +343,17 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
         ) from None
     edition = EditionSettings(
         send_time=send_time,
-        window_hours=_get(ed, "window_hours", int, path, "edition", 24),
-        more_count=_get(ed, "more_count", int, path, "edition", 8),
-        max_per_section=_get(ed, "max_per_section", int, path, "edition", 3),
-        most_read_count=_get(ed, "most_read_count", int, path, "edition", 5),
+        **{
+            key: _get(ed, key, type(value), path, "edition", value)
+            for key, value in dataclasses.asdict(EditionSettings()).items()
+            if key != "send_time"
+        },
     )
-    for key in ("window_hours", "more_count", "max_per_section"):
+    for key in ("window_hours", "more_count", "max_per_section", "most_read_hours"):
         if getattr(edition, key) < 1:
             raise ConfigError(f"{path}: [edition] {key} must be at least 1")
+    if edition.most_read_count < 0 or edition.recent_leads < 0:
+        raise ConfigError(f"{path}: [edition] most_read_count and recent_leads must be 0 or more")
 
     dl = _section(raw, "delivery", path)
     backend = _get(dl, "backend", str, path, "delivery", "outbox")

@@ -31,6 +31,7 @@ def render_fingerprint(settings: Settings, edition: Edition) -> str:
     the renderer's own code. A stored copy with another fingerprint is stale."""
     state = dataclasses.asdict(edition)
     state.pop("status")  # approving or sending an edition does not change its copy
+    state.pop("left_out", None)  # nor does why the other stories are out: it is not mailed
     made_of = hashlib.blake2b(digest_size=16)
     made_of.update(
         json.dumps(
@@ -53,6 +54,7 @@ def render_fingerprint(settings: Settings, edition: Edition) -> str:
         "campaign.py",
         "tokens.py",
         "media.py",
+        "note.py",
     ):
         made_of.update(Path(__file__).with_name(module).read_bytes())
     return made_of.hexdigest()

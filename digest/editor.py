@@ -1,5 +1,5 @@
 """Editors steer a draft: choose the lead, pin, drop and reorder stories, set the
-subject, and approve the edition.
+subject and the note to readers (digest.note), and approve the edition.
 
 Changes are kept as overrides (models.Overrides), apart from the ranking, and the
 edition is ranked again with them at once, so the preview shows them and a later
@@ -22,14 +22,16 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Literal, get_args
 
-from digest import jobs, rank
+from digest import jobs, note, rank
 from digest.collect.urls import canonical_url
 from digest.config import Settings
 from digest.errors import DigestError
 from digest.models import Edition, EditorEvent, Overrides, Story
 from digest.store import Store
 
-Action = Literal["lead", "pin", "unpin", "drop", "restore", "up", "down", "subject", "reset"]
+Action = Literal[
+    "lead", "pin", "unpin", "drop", "restore", "up", "down", "subject", "note", "reset"
+]
 ACTIONS: tuple[str, ...] = get_args(Action)
 
 #: Longer subjects are cut off by every inbox; a newline would split the header.
@@ -43,7 +45,8 @@ class EditError(DigestError):
 @dataclass(frozen=True)
 class Change:
     """One change an editor asks for. `ref` names a story (its URL, or a unique part
-    of its URL or headline), or for "subject" the new subject ("" = the lead's title)."""
+    of its URL or headline), or for "subject" the new subject ("" = the lead's title),
+    for "note" the editors' note ("" = none)."""
 
     action: Action
     ref: str = ""
@@ -62,7 +65,7 @@ class EditorView:
     ones dropped by hand, the overrides and who did what."""
 
     edition: Edition
-    others: list[Story]  # in the window, in no slot, not dropped (candidates to pin)
+    others: list[Story]  # in the window, not the lead nor in More, not dropped (to pin)
     dropped: list[Story]
     overrides: Overrides
     events: list[EditorEvent]
@@ -137,7 +140,17 @@ def _without(urls: Iterable[str], url: str) -> list[str]:
     return [u for u in urls if u != url]
 
 
+def _note(value: str, max_chars: int, overrides: Overrides) -> tuple[Overrides, str]:
+    text = note.clean(value, max_chars)
+    if not text:
+        return replace(overrides, note=""), "removed the note to readers"
+    start = " ".join(text.split())
+    start = start if len(start) <= 60 else start[:59].rsplit(" ", 1)[0] + "…"
+    return replace(overrides, note=text), f"set the note to readers: “{start}”"
+
+
 def _apply(
+    settings: Settings,
     change: Change,
     overrides: Overrides,
     current: Edition,
@@ -153,32 +166,34 @@ def _apply(
             f"set the subject to “{subject}”" if subject else "let the lead's title be the subject"
         )
         return replace(overrides, subject=subject), said
+    if change.action == "note":
+        return _note(change.ref, settings.limits.note_max_chars, overrides)
     story = find_story(store, stories, change.ref, current.name)
     url, title = story.url, story.title
     lead = "" if overrides.lead == url else overrides.lead
     if change.action == "lead":
         return (
-            Overrides(url, _without(overrides.pinned, url), _without(overrides.dropped, url),
-                      overrides.subject),
+            replace(overrides, lead=url, pinned=_without(overrides.pinned, url),
+                    dropped=_without(overrides.dropped, url)),
             f"made “{title}” the lead",
         )  # fmt: skip
     if change.action == "pin":
         pinned = overrides.pinned if url in overrides.pinned else [*overrides.pinned, url]
         return (
-            Overrides(lead, pinned, _without(overrides.dropped, url), overrides.subject),
+            replace(overrides, lead=lead, pinned=pinned, dropped=_without(overrides.dropped, url)),
             f"pinned “{title}”",
         )
     if change.action == "unpin":
         if url not in overrides.pinned and overrides.lead != url:
             raise EditError(f"“{title}” is not pinned, so it cannot be unpinned")
         return (
-            Overrides(lead, _without(overrides.pinned, url), overrides.dropped, overrides.subject),
+            replace(overrides, lead=lead, pinned=_without(overrides.pinned, url)),
             f"unpinned “{title}”",
         )
     if change.action == "drop":
         dropped = overrides.dropped if url in overrides.dropped else [*overrides.dropped, url]
         return (
-            Overrides(lead, _without(overrides.pinned, url), dropped, overrides.subject),
+            replace(overrides, lead=lead, pinned=_without(overrides.pinned, url), dropped=dropped),
             f"dropped “{title}”",
         )
     if change.action == "restore":
@@ -234,7 +249,7 @@ def edit(
         current = _ranked(settings, store, name, overrides)
         actions: list[str] = []
         for change in changes:
-            overrides, said = _apply(change, overrides, current, store, stories)
+            overrides, said = _apply(settings, change, overrides, current, store, stories)
             actions.append(said)
             current = _ranked(settings, store, name, overrides)
         withdrawn = edition.status == "approved"
@@ -289,10 +304,16 @@ def view(settings: Settings, store: Store, name: str) -> EditorView:
     overrides = store.editions.load_overrides(name)
     stories = _stories(settings, store, edition, overrides)
     placed = {p.story.url for p in edition.picks}
+    top = {p.story.url for p in [edition.lead, *edition.more] if p}
+    out = {o.story.url for o in edition.left_out}  # in Most Read, say, but not above
     dropped = set(overrides.dropped)
     return EditorView(
         edition=edition,
-        others=[s for s in stories if s.url not in placed and s.url not in dropped],
+        others=[
+            s
+            for s in stories
+            if s.url not in top and s.url not in dropped and (s.url in out or s.url not in placed)
+        ],
         dropped=[s for s in stories if s.url in dropped],
         overrides=overrides,
         events=store.editions.edition_events(name),

@@ -17,6 +17,8 @@ SubscriberStatus = Literal["active", "unsubscribed", "bounced", "complained"]
 #: Statuses an import must never turn back into "active" (DESIGN: never resubscribe).
 LEFT_STATUSES: frozenset[str] = frozenset({"unsubscribed", "bounced", "complained"})
 Slot = Literal["lead", "more", "most_read"]
+#: Why a candidate is in neither the lead nor More (rank.py decides; LeftOut.why says it).
+LeftOutReason = Literal["under_cut", "section_cap", "dropped", "led_recently"]
 
 
 @dataclass
@@ -75,9 +77,12 @@ class Overrides:
     pinned: list[str] = field(default_factory=list)  # first in "More", in this order
     dropped: list[str] = field(default_factory=list)  # in no slot at all
     subject: str = ""  # "" = the lead's title
+    #: The editors' note to readers, under the greeting (digest.note: plain text,
+    #: paragraphs and links); "" = none.
+    note: str = ""
 
     def __bool__(self) -> bool:
-        return bool(self.lead or self.pinned or self.dropped or self.subject)
+        return bool(self.lead or self.pinned or self.dropped or self.subject or self.note)
 
 
 @dataclass
@@ -88,6 +93,17 @@ class EditorEvent:
     at: datetime
     who: str
     action: str
+
+
+@dataclass
+class LeftOut:
+    """A candidate in neither the lead nor More, and why (it may still be in Most Read)."""
+
+    story: Story
+    reason: LeftOutReason
+    why: str  # in words, with the numbers: "under the cut: score 0.412, the cut 0.455"
+    score: float
+    breakdown: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -104,6 +120,9 @@ class Edition:
     more: list[Pick] = field(default_factory=list)
     most_read: list[Pick] = field(default_factory=list)
     status: str = "draft"
+    note: str = ""  # the editors' note (Overrides.note), as it is mailed
+    #: Every candidate in neither the lead nor More, with why, in score order.
+    left_out: list[LeftOut] = field(default_factory=list)
 
     @property
     def picks(self) -> list[Pick]:

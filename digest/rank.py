@@ -9,6 +9,22 @@ each part 0..1:
 - image: a lead without a picture makes a poor email, so pictures win ties.
 The parts are stored with every pick so an editor can see the arithmetic.
 
+Left out, and why (Edition.left_out): every candidate in neither the lead nor More
+says which rule kept it out, in the order the rules apply:
+- dropped by an editor;
+- led a recent edition: a story that led one of the last [edition] recent_leads
+  editions that were sent is left out of the lead and More (readers saw it at the
+  top already); an editor may still make it lead or pin it;
+- held back by the per-section cap ([edition] max_per_section);
+- under the cut: More was full; its score beside the cut's (the last story More took
+  by score).
+
+Most Read is the site's own chart: every stored story by its page views over the local
+days [edition] most_read_hours before the send touch (most_read_days), not only the
+window's candidates. Stories the lead or More show already are skipped and the list
+goes on with the next most read, unless [edition] most_read_repeats; dropped stories
+never appear.
+
 Section preferences (variant_key, variant): a reader who chose sections gets the
 lead (the newsroom's top story is for everyone), the "More" stories from those
 sections, and Most Read (the site's own chart). A preference that matches none of
@@ -23,7 +39,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
 from digest.config import EditionSettings, Settings
-from digest.models import Edition, Overrides, Pick, Slot, Story
+from digest.models import Edition, LeftOut, LeftOutReason, Overrides, Pick, Slot, Story
 from digest.store import Store
 
 WEIGHTS = {"prominence": 0.35, "recency": 0.25, "popularity": 0.25, "image": 0.15}
@@ -37,6 +53,7 @@ class Window:
     end: datetime
     first_day: date
     last_day: date
+    zone_name: str = "UTC"
 
 
 def edition_window(day: date, zone_name: str, settings: EditionSettings) -> Window:
@@ -54,7 +71,22 @@ def edition_window(day: date, zone_name: str, settings: EditionSettings) -> Wind
         end=send_at,
         first_day=start.astimezone(zone).date(),
         last_day=local_send.date(),
+        zone_name=zone_name,
     )
+
+
+def most_read_days(window: Window, hours: int) -> tuple[date, date]:
+    """The local days whose page views make Most Read: every day the `hours` before the
+    send touch, each counted whole, since page views are kept per local day.
+
+    With send_time 06:00 and 24 hours: yesterday's and today's rows, where today's
+    hold what was collected by the send (the small hours). Counting a day in part
+    would be a guess at when in the day its pages were read.
+    """
+    from zoneinfo import ZoneInfo
+
+    start = window.send_at - timedelta(hours=hours)
+    return start.astimezone(ZoneInfo(window.zone_name)).date(), window.last_day
 
 
 def score(story: Story, views: int, max_views: int, window: Window) -> dict[str, float]:
@@ -63,7 +95,8 @@ def score(story: Story, views: int, max_views: int, window: Window) -> dict[str,
     parts = {
         "prominence": round(story.prominence, 4),
         "recency": round(max(0.0, min(1.0, 1 - age / span)), 4),
-        "popularity": round(views / max_views, 4) if max_views else 0.0,
+        # At most 1: a Most Read story from outside the window may outsell them all.
+        "popularity": round(min(1.0, views / max_views), 4) if max_views else 0.0,
         "image": 1.0 if story.image_url else 0.0,
     }
     parts["total"] = round(sum(WEIGHTS[k] * parts[k] for k in WEIGHTS), 4)
@@ -76,8 +109,15 @@ def rank(
     window: Window,
     settings: EditionSettings,
     overrides: Overrides | None = None,
+    *,
+    chart: list[tuple[Story, int]] | None = None,
+    led: dict[str, str] | None = None,
 ) -> Edition:
     """Build the edition from the window's stories and their page views.
+
+    chart: the site's most read stories with their views in Most Read's window, most
+    first (store.stories.most_viewed); None = the candidates by `views`. led: story
+    URL -> the recent edition it led (store.editions.recent_leads).
 
     "Most Read" is left out when there is no page-view data at all: an empty
     section is honest, a guessed one is not.
@@ -91,8 +131,7 @@ def rank(
     """
     edits = overrides or Overrides()
     dropped = set(edits.dropped)
-    candidates = [s for s in candidates if s.url not in dropped]
-    max_views = max((views.get(s.url, 0) for s in candidates), default=0)
+    max_views = max((views.get(s.url, 0) for s in candidates if s.url not in dropped), default=0)
     scored = []
     for story in candidates:
         parts = score(story, views.get(story.url, 0), max_views, window)
@@ -105,39 +144,71 @@ def rank(
         total, _, _, story, parts = by_url[url]
         return Pick(story, slot, position, total, parts, views.get(url, 0), note)
 
+    out: dict[str, tuple[LeftOutReason, str]] = {}
+    chosen = {edits.lead, *edits.pinned}
+    for url in by_url:
+        if url in dropped:
+            out[url] = ("dropped", "dropped by an editor")
+        elif led and url in led and url not in chosen:
+            out[url] = (
+                "led_recently",
+                f"led the edition of {led[url]}; a story leads once in "
+                f"{settings.recent_leads} sent editions ([edition] recent_leads)",
+            )
+    eligible = [item for item in scored if item[2] not in out]
+
     lead: Pick | None = None
-    if edits.lead in by_url:
+    if edits.lead in by_url and edits.lead not in dropped:
         lead = pick(edits.lead, "lead", 1, "lead chosen by an editor")
-    elif scored:
-        lead = pick(scored[0][2], "lead", 1)
+    elif eligible:
+        lead = pick(eligible[0][2], "lead", 1)
     taken = {lead.story.url} if lead else set()
     per_section: Counter[str] = Counter()
     if lead:
         per_section[lead.story.section.lower()] += 1
     more: list[Pick] = []
     for url in edits.pinned:
-        if url in by_url and url not in taken:
+        if url in by_url and url not in taken and url not in dropped:
             taken.add(url)
             more.append(pick(url, "more", len(more) + 1, "pinned by an editor"))
             per_section[by_url[url][3].section.lower()] += 1
-    for _, _, url, story, _ in scored:
-        if len(more) >= settings.more_count:
-            break
+    cut: float | None = None  # the score of the last story More took by score
+    for total, _, url, story, _ in eligible:
         section = story.section.lower()
-        if url in taken or (section and per_section[section] >= settings.max_per_section):
+        if url in taken:
             continue
-        per_section[section] += 1
-        taken.add(url)
-        more.append(pick(url, "more", len(more) + 1))
+        if len(more) >= settings.more_count:
+            out[url] = ("under_cut", _under_cut(total, cut, len(more)))
+        elif section and per_section[section] >= settings.max_per_section:
+            out[url] = (
+                "section_cap",
+                f"held back by the per-section cap: {per_section[section]} stories of "
+                f"{story.section} above already ([edition] max_per_section)",
+            )
+        else:
+            per_section[section] += 1
+            taken.add(url)
+            more.append(pick(url, "more", len(more) + 1))
+            cut = total
 
-    most_read: list[Pick] = []
-    if any(views.get(s.url, 0) > 0 for s in candidates):
-        by_views = sorted(
-            (s for s in candidates if views.get(s.url, 0) > 0),
-            key=lambda s: (-views[s.url], s.url),
+    shown = set() if settings.most_read_repeats else taken
+    if chart is None:
+        chart = sorted(
+            ((s, views.get(s.url, 0)) for s in candidates if views.get(s.url, 0) > 0),
+            key=lambda item: (-item[1], item[0].url),
         )
-        for position, story in enumerate(by_views[: settings.most_read_count], start=1):
-            most_read.append(pick(story.url, "most_read", position))
+    most_read: list[Pick] = []
+    for story, read in chart:
+        if len(most_read) >= settings.most_read_count:
+            break
+        if read <= 0 or story.url in dropped or story.url in shown:
+            continue
+        if story.url in by_url:
+            total, _, _, story, parts = by_url[story.url]
+        else:  # from outside the window: scored as if it were in it, for the record
+            parts = score(story, views.get(story.url, 0), max_views, window)
+            total = parts["total"]
+        most_read.append(Pick(story, "most_read", len(most_read) + 1, total, parts, read))
 
     subject = edits.subject or (lead.story.title if lead else f"Your digest for {window.name}")
     preheader = lead.story.dek if lead else ""
@@ -151,7 +222,19 @@ def rank(
         lead=lead,
         more=more,
         most_read=most_read,
+        note=edits.note,
+        left_out=[
+            LeftOut(story, *out[url], total, parts)
+            for total, _, url, story, parts in scored
+            if url in out and url not in taken
+        ],
     )
+
+
+def _under_cut(total: float, cut: float | None, full: int) -> str:
+    if cut is None:
+        return f"under the cut: score {total:.3f}; More is full with {full} pinned stories"
+    return f"under the cut: score {total:.3f}, the last story in More scored {cut:.3f}"
 
 
 def draft(store: Store, settings: Settings, day: date) -> Edition:
@@ -180,7 +263,14 @@ def rank_with(
 ) -> Edition:
     """The edition these overrides make of the window's stories (nothing is saved)."""
     views = store.stories.views_by_url(window.first_day, window.last_day)
-    return rank(candidates(store, window, overrides), views, window, settings, overrides)
+    # Enough of the chart to fill Most Read past every story it may skip.
+    skipped = 1 + max(settings.more_count, len(overrides.pinned)) + len(overrides.dropped)
+    chart = store.stories.most_viewed(
+        *most_read_days(window, settings.most_read_hours), settings.most_read_count + skipped
+    )
+    led = store.editions.recent_leads(window.name, settings.recent_leads)
+    found = candidates(store, window, overrides)
+    return rank(found, views, window, settings, overrides, chart=chart, led=led)
 
 
 def variant_key(edition: Edition, sections: str) -> str:

@@ -29,7 +29,7 @@ import jinja2
 from mjml import mjml2html
 from premailer import Premailer
 
-from digest import media, tokens as _tokens
+from digest import media, note, tokens as _tokens
 from digest.campaign import tag_edition
 from digest.collect.urls import is_safe_link
 from digest.config import Settings
@@ -241,6 +241,7 @@ def _context(
 ) -> dict[str, Any]:
     newsroom = settings.newsroom
     light, dark = palettes(newsroom.brand_color)
+    paragraphs = note.paragraphs(edition.note)  # inert, http(s) links only (digest.note)
     return {
         "light": light,
         "dark": dark,
@@ -248,6 +249,8 @@ def _context(
         "direction": language.direction,
         "start": "right" if language.direction == "rtl" else "left",
         "edition": edition,
+        "note": paragraphs,
+        "note_text": [note.as_text(p) for p in paragraphs],
         "newsroom": {
             "name": inert_text(newsroom.name),
             "website": inert_url(newsroom.website),

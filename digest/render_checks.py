@@ -32,6 +32,7 @@ IMAGE_SCHEMES = ("http", "https")
 #: with the words an operator knows them by: what the clip gate says to cut.
 PARTS = {
     "part-header": "the header",
+    "part-note": "the editors' note",
     "part-lead": "the lead story",
     "part-more": "More in News",
     "part-most-read": "Most Read",

@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, frozenset[str]]] = [
                 "campaign",
                 "palette",
                 "media",
+                "note",
                 "send",
                 "subscribers",
                 "environment",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -397,3 +398,40 @@ def test_subscribers_list_is_a_table_that_says_what_it_left_out(newsroom: Path) 
     assert left.stdout.splitlines()[-1] == "showing 1–1 of 1 unsubscribed subscriber"
     bad = digest("subscribers", "list", "--offset", "-1", cwd=newsroom)
     assert bad.returncode == 2 and bad.stderr.startswith("error: --offset must be 0 or more")
+
+
+def test_draft_cuts_headlines_at_the_terminal_width_and_names_the_score_parts(
+    newsroom: Path,
+) -> None:
+    assert digest("collect", cwd=newsroom).returncode == 0
+    shown = digest("draft", "--date", "2025-12-05", cwd=newsroom, env={"COLUMNS": "60"})
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    heads = [line for line in lines if line.startswith("   1  0.")]
+    assert heads and all(len(line) <= 60 for line in heads)
+    # Cut at a word, with an ellipsis: the lead's headline is longer than the room.
+    lead = heads[0]
+    assert "Trump to meet Putin at…" in lead
+    cut = re.search(r"0\.\d{3}  (.*)…", lead).group(1)  # type: ignore[union-attr]
+    assert "Trump to meet Putin at Joint Base Elmendorf-Richardson in Anchorage".startswith(
+        cut + " "
+    )
+    parts = [line.strip() for line in lines if line.strip().startswith("prominence ")]
+    assert parts and all(
+        re.fullmatch(
+            r"prominence \d\.\d\d · recency \d\.\d\d · popularity \d\.\d\d · picture \d\.\d\d.*",
+            p,
+        )
+        for p in parts
+    )
+    assert "Left out, and why" in shown.stdout and "per-section cap" in shown.stdout
+    wide = digest("draft", "--date", "2025-12-05", cwd=newsroom, env={"COLUMNS": "200"})
+    assert "Trump to meet Putin at Joint Base Elmendorf-Richardson in Anchorage" in wide.stdout
+    as_json = json.loads(digest("draft", "--date", "2025-12-05", "--json", cwd=newsroom).stdout)
+    assert {o["reason"] for o in as_json["left_out"]} <= {
+        "under_cut",
+        "section_cap",
+        "dropped",
+        "led_recently",
+    }
+    assert as_json["left_out"] and all(o["why"] for o in as_json["left_out"])

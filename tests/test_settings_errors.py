@@ -107,6 +107,26 @@ SETTINGS_CASES: dict[str, tuple[str, str, tuple[str, ...]]] = {
         'operators = ["ops"]',
         ("[sender] operators: 'ops' is not an address",),
     ),
+    "most_read_repeats that is not true or false": (
+        "most_read_repeats = false",
+        'most_read_repeats = "no"',
+        ("[edition] most_read_repeats must be true or false, not 'no'",),
+    ),
+    "a negative recent_leads": (
+        "recent_leads = 3",
+        "recent_leads = -1",
+        ("[edition] most_read_count and recent_leads must be 0 or more",),
+    ),
+    "a Most Read window of no hours": (
+        "most_read_hours = 24",
+        "most_read_hours = 0",
+        ("[edition] most_read_hours must be at least 1",),
+    ),
+    "a note limit of nothing": (
+        "[web]",
+        "[limits]\nnote_max_chars = 0\n\n[web]",
+        ("[limits] note_max_chars must be more than 0",),
+    ),
     "a templates folder that is not there": (
         "[web]",
         '[templates]\ndir = "no-such-templates"\n\n[web]',

@@ -638,3 +638,23 @@ def test_an_editor_drops_a_story_in_the_browser(
     assert [(e.who, e.action) for e in view(sample, store).events] == [
         ("anna", action) for action in dropped
     ]
+
+
+def test_the_note_form_and_why_each_other_story_is_out(
+    anna: Newsroom, sample: Settings, store: Store
+) -> None:
+    page = anna.change("note", "Snow day.\n\nSee [closures](https://example.org/closures).")
+    assert (
+        flash(page.text)
+        == "set the note to readers: “Snow day. See [closures](https://example.org/closures).”"
+    )
+    assert view(sample, store).edition.note.startswith("Snow day.")
+    assert ">Snow day.\n\nSee [closures](https://example.org/closures).</textarea>" in page.text
+    assert "anna</strong> set the note to readers" in section(page.text, "changes")
+    # Every story of the window that is not in the edition says why.
+    others = section(page.text, "others")
+    assert others.count('class="why-not"') == len(view(sample, store).others) > 0
+    assert "why not: score 0." in others and "under the cut" in others
+    page = anna.change("note", "[x](javascript:alert(1))")
+    assert "is not an http(s) address" in flash(page.text)
+    assert view(sample, store).edition.note.startswith("Snow day.")

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from digest.cli.base import (
     AllowClippedOption,
@@ -18,6 +19,7 @@ from digest.cli.base import (
     console,
     counted,
     local_day,
+    print_error,
     session,
     shown,
 )
@@ -25,72 +27,8 @@ from digest.cli.sending import print_send, stop_on_signal
 
 if TYPE_CHECKING:  # each command imports what it runs: a fast `digest --help`
     from digest import editor
-    from digest.models import Edition, Pick
 
 app = typer.Typer()
-
-
-def _pick_row(pick: Pick) -> list[str]:
-    b = pick.breakdown
-    return [
-        str(pick.position),
-        pick.story.title[:70],
-        pick.story.section,
-        f"{pick.score:.3f}",
-        " ".join(
-            [pick.note] * bool(pick.note)
-            + [f"{k[:4]}={v:.2f}" for k, v in b.items() if k != "total"]
-        ),
-        str(pick.views),
-    ]
-
-
-def _edition_json(edition: Edition) -> dict[str, Any]:
-    def pick(p: Pick) -> dict[str, Any]:
-        return {
-            "position": p.position,
-            "title": p.story.title,
-            "url": p.story.url,
-            "section": p.story.section,
-            "published_at": p.story.published_at.isoformat(),
-            "score": p.score,
-            "breakdown": p.breakdown,
-            "views": p.views,
-            "note": p.note,
-        }
-
-    return {
-        "edition": edition.name,
-        "send_at": edition.send_at.isoformat(),
-        "window": [edition.window_start.isoformat(), edition.window_end.isoformat()],
-        "subject": edition.subject,
-        "preheader": edition.preheader,
-        "status": edition.status,
-        "lead": pick(edition.lead) if edition.lead else None,
-        "more": [pick(p) for p in edition.more],
-        "most_read": [pick(p) for p in edition.most_read],
-    }
-
-
-def _print_edition(edition: Edition) -> None:
-    from rich.table import Table
-
-    console.print(f"[bold]Edition {edition.name}[/bold]  ({edition.status})")
-    console.print(f"Subject: {edition.subject}", highlight=False, markup=False)
-    for title, picks in (
-        ("Lead", [edition.lead] if edition.lead else []),
-        ("More in News", edition.more),
-        ("Most Read", edition.most_read),
-    ):
-        table = Table(title=title, title_justify="left", show_lines=False)
-        for column in ("#", "headline", "section", "score", "why", "views"):
-            table.add_column(column)
-        for p in picks:
-            table.add_row(*_pick_row(p))
-        if not picks:
-            note = "no page-view data for this window" if title == "Most Read" else "no stories"
-            table.add_row("", f"(left out: {note})", "", "", "", "")
-        console.print(table)
 
 
 @app.command(cls=Command)
@@ -210,15 +148,14 @@ def draft(
 ) -> None:
     """Rank the stories into the day's draft and show why each story is where it is."""
     from digest import jobs
+    from digest.cli.edition_view import edition_json, print_edition
 
     with session(config_path) as (settings, store):
         edition = jobs.draft(settings, store, local_day(settings, day))
         if as_json:
-            sys.stdout.write(
-                json.dumps(_edition_json(edition), indent=2, ensure_ascii=False) + "\n"
-            )
+            sys.stdout.write(json.dumps(edition_json(edition), indent=2, ensure_ascii=False) + "\n")
         else:
-            _print_edition(edition)
+            print_edition(edition)
 
 
 EditionArgument = Annotated[
@@ -246,24 +183,15 @@ def _who(by: str | None) -> str:
         return "someone at the command line"
 
 
-def _print_editor_view(view: editor.EditorView) -> None:
-    _print_edition(view.edition)
-    if view.overrides.subject:
-        console.print("(subject set by an editor)")
-    for heading, stories in (
-        ("Also in the window (pin one to add it)", view.others),
-        ("Dropped by an editor (restore to bring back)", view.dropped),
-    ):
-        if stories:
-            console.print(f"[bold]{heading}[/bold]")
-            for story in stories:
-                when = story.published_at.strftime("%Y-%m-%d %H:%M")
-                console.print(f"  {when}  {story.title}  <{story.url}>", markup=False)
-    if view.events:
-        console.print("[bold]Changes[/bold]")
-        for event in view.events[-10:]:
-            when = event.at.astimezone().strftime("%Y-%m-%d %H:%M")
-            console.print(f"  {when}  {event.who}: {event.action}", markup=False)
+def _read_note(path: Path) -> str:
+    if str(path) == "-":
+        return sys.stdin.read()
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        print_error(f"--note-file {path}: {why}")
+        raise typer.Exit(2) from None
 
 
 @app.command(cls=Command)
@@ -281,16 +209,27 @@ def edit(
     subject: Annotated[
         str | None, typer.Option(help='The subject line ("" = the lead\'s headline again).')
     ] = None,
+    note: Annotated[
+        str | None,
+        typer.Option(
+            help="The note to readers under the greeting: plain text, a blank line between "
+            'paragraphs, links as https://... or [words](https://...) ("" = no note).'
+        ),
+    ] = None,
+    note_file: Annotated[
+        Path | None,
+        typer.Option("--note-file", help="Read the note from this file (- = standard input)."),
+    ] = None,
     reset: Annotated[bool, typer.Option("--reset", help="Undo every editor change.")] = False,
     by: ByOption = None,
     config_path: ConfigOption = Path("digest.toml"),
 ) -> None:
-    """Steer a draft: lead, pin, drop, reorder, subject. With no change, show the draft,
-    the other stories of the window and what editors changed.
+    """Steer a draft: lead, pin, drop, reorder, subject, note. With no change, show the
+    draft, why each other story of the window is left out and what editors changed.
 
     A story is named by its URL or by a word or phrase of its headline or URL that no
     other story of the window shares. Changes apply in this order: reset, restore,
-    drop, unpin, lead, pin, up, down, subject; they are kept when a later collect
+    drop, unpin, lead, pin, up, down, subject, note; they are kept when a later collect
     ranks the edition again. Changing an approved edition withdraws the approval.
     """
     from digest import editor
@@ -305,15 +244,19 @@ def edit(
         ("up", up),
         ("down", down),
         ("subject", None if subject is None else [subject]),
+        ("note", None if note is None else [note]),
+        ("note", None if note_file is None else [_read_note(note_file)]),
     ):
         changes += [editor.Change(action, ref) for ref in refs or []]  # type: ignore[arg-type]
+    from digest.cli.edition_view import print_editor_view
+
     with session(config_path) as (settings, store):
         name = local_day(settings, edition, upcoming=True).isoformat()
         editor.draft_if_missing(settings, store, name)
         result = editor.edit(settings, store, name, changes, _who(by))
         for action in result.actions:
-            console.print(f"[green]✓[/green] {action}", highlight=False)
-        _print_editor_view(editor.view(settings, store, name))
+            console.print(f"[green]✓[/green] {escape(action)}", highlight=False)
+        print_editor_view(editor.view(settings, store, name))
 
 
 @app.command(cls=Command)

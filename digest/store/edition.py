@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 from digest.models import (
     Edition,
     EditorEvent,
+    LeftOut,
     Overrides,
     Pick,
     RenderedEdition,
@@ -31,6 +32,8 @@ from digest.store.tables import (
     editions,
     now,
     renders,
+    sends,
+    stories,
 )
 
 
@@ -54,6 +57,19 @@ class Editions(Aggregate):
                     preheader=edition.preheader,
                     status=edition.status,
                     updated_at=now(),
+                    note=edition.note,
+                    left_out=json.dumps(
+                        [
+                            {
+                                "url": o.story.url,
+                                "reason": o.reason,
+                                "why": o.why,
+                                "score": o.score,
+                                "breakdown": o.breakdown,
+                            }
+                            for o in edition.left_out
+                        ]
+                    ),
                 )
             )
             rows = [
@@ -96,6 +112,13 @@ class Editions(Aggregate):
             for p in pick_rows
         ]
         leads = [p for p in picks if p.slot == "lead"]
+        out = json.loads(row.left_out)
+        by_url = self.store.stories.stories_by_url(o["url"] for o in out)
+        left_out = [
+            LeftOut(by_url[o["url"]], o["reason"], o["why"], o["score"], o["breakdown"])
+            for o in out
+            if o["url"] in by_url
+        ]
         return Edition(
             name=row.name,
             send_at=row.send_at,
@@ -107,6 +130,8 @@ class Editions(Aggregate):
             lead=leads[0] if leads else None,
             more=[p for p in picks if p.slot == "more"],
             most_read=[p for p in picks if p.slot == "most_read"],
+            note=row.note,
+            left_out=left_out,
         )
 
     def set_edition_status(self, name: str, status: str) -> None:
@@ -133,6 +158,7 @@ class Editions(Aggregate):
             pinned=json.loads(row.pinned),
             dropped=json.loads(row.dropped),
             subject=row.subject,
+            note=row.note,
         )
         return overrides, row.revision
 
@@ -147,6 +173,7 @@ class Editions(Aggregate):
             "pinned": json.dumps(overrides.pinned),
             "dropped": json.dumps(overrides.dropped),
             "subject": overrides.subject,
+            "note": overrides.note,
             "updated_at": at,
             "revision": revision + 1,
         }
@@ -233,6 +260,30 @@ class Editions(Aggregate):
             warnings=json.loads(row.warnings),
             token_key=row.token_key,
         )
+
+    def recent_leads(self, before: str, count: int) -> dict[str, str]:
+        """Story URL -> the edition it led, for the `count` editions with a send (readers
+        got them) dated before `before`."""
+        if count <= 0:
+            return {}
+        with self.begin() as conn:
+            recent = (
+                select(sends.c.edition)
+                .where(sends.c.edition < before)
+                .order_by(sends.c.edition.desc())
+                .limit(count)
+                .subquery()
+            )
+            rows = conn.execute(
+                select(stories.c.url, edition_picks.c.edition)
+                .join(stories, stories.c.id == edition_picks.c.story_id)
+                .where(
+                    edition_picks.c.slot == "lead",
+                    edition_picks.c.edition.in_(select(recent.c.edition)),
+                )
+                .order_by(edition_picks.c.edition)
+            ).all()
+        return {url: name for url, name in rows}  # the latest edition it led wins
 
     def edition_names(self) -> list[str]:
         with self.begin() as conn:

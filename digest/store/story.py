@@ -135,6 +135,26 @@ class Stories(Aggregate):
             )
             return {url: int(total) for url, total in result}
 
+    def most_viewed(self, first_day: date, last_day: date, limit: int) -> list[tuple[Story, int]]:
+        """The site's chart: stored stories by their page views over local days
+        first_day..last_day inclusive, most first (ties by URL); page views of pages that
+        are no story (the front page, a section page) do not count."""
+        totals = (
+            select(page_views.c.url, func.sum(page_views.c.views).label("total"))
+            .where(page_views.c.day >= first_day, page_views.c.day <= last_day)
+            .group_by(page_views.c.url)
+            .subquery()
+        )
+        with self.begin() as conn:
+            rows = conn.execute(
+                select(stories, totals.c.total)
+                .join(totals, totals.c.url == stories.c.url)
+                .where(totals.c.total > 0)
+                .order_by(totals.c.total.desc(), stories.c.url)
+                .limit(limit)
+            ).all()
+        return [(_story(row), int(row.total)) for row in rows]
+
     def stories_by_url(self, urls: Iterable[str]) -> dict[str, Story]:
         wanted = list(dict.fromkeys(urls))
         if not wanted:

@@ -125,6 +125,9 @@ editions = Table(
     Column("preheader", Text, nullable=False),
     Column("status", String(20), nullable=False, default="draft"),
     Column("updated_at", UTCDateTime, nullable=False),
+    # The editors' note as mailed, and why each candidate is out (JSON, by story URL).
+    Column("note", Text, nullable=False, default="", server_default=""),
+    Column("left_out", Text, nullable=False, default="[]", server_default="[]"),
 )
 
 edition_picks = Table(
@@ -151,6 +154,7 @@ edition_overrides = Table(
     Column("pinned", Text, nullable=False, default="[]"),  # JSON list of URLs
     Column("dropped", Text, nullable=False, default="[]"),  # JSON list of URLs
     Column("subject", Text, nullable=False, default=""),
+    Column("note", Text, nullable=False, default="", server_default=""),
     Column("updated_at", UTCDateTime, nullable=False),
     # Bumped by every save: two editors saving at once cannot lose a change.
     Column("revision", Integer, nullable=False, default=1),

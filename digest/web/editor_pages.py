@@ -35,7 +35,8 @@ from digest.web.pages import Pages
 
 log = logging.getLogger("digest.web")
 
-#: A form of these pages is a few hundred bytes; a subject is at most 150 characters.
+#: A form of these pages is a few hundred bytes; a subject is at most 150 characters
+#: (a note may need more: see form_bytes).
 MAX_FORM_BYTES = 16 * 1024
 #: The preview's phone width: the iPhone SE/mini's CSS width, the narrowest in common use.
 PHONE_WIDTH = 375
@@ -61,6 +62,8 @@ def _width(value: str) -> int | None:
 
 def routes(settings: Settings, store: Store, pages: Pages, guard: Guard) -> list[Route]:
     zone = settings.newsroom.zone
+    # A note of note_max_chars characters, each up to 4 bytes of UTF-8 sent as %XX.
+    form_bytes = max(MAX_FORM_BYTES, 12 * settings.limits.note_max_chars + 4096)
 
     def local_time(moment: datetime) -> str:
         return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
@@ -123,6 +126,8 @@ def routes(settings: Settings, store: Store, pages: Pages, guard: Guard) -> list
             phone_width=PHONE_WIDTH,
             weights=WEIGHTS,
             max_subject=editor.MAX_SUBJECT,
+            max_note=settings.limits.note_max_chars,
+            why={out.story.url: out for out in view.edition.left_out},
             events=list(reversed(view.events)),
             local_time=local_time,
             is_safe_link=is_safe_link,
@@ -179,10 +184,10 @@ def routes(settings: Settings, store: Store, pages: Pages, guard: Guard) -> list
 
     async def post(request: Request, who: Editor) -> Response:
         name = request.path_params["name"]
-        body = await read_body(request, MAX_FORM_BYTES)
+        body = await read_body(request, form_bytes)
         if body is None:
             return PlainTextResponse(
-                f"form over {MAX_FORM_BYTES} bytes", status_code=413, headers=NEWSROOM_HEADERS
+                f"form over {form_bytes} bytes", status_code=413, headers=NEWSROOM_HEADERS
             )
         fields = form_fields(request.headers.get("content-type", ""), body)
         refused = guard.check_form(request, who, fields)

@@ -20,5 +20,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("stories") as batch:
-        batch.drop_column("body")
+    # Plain DROP COLUMN (SQLite 3.35 and later): a batch copy would drop `stories`,
+    # which edition_picks points at, and SQLite refuses with foreign keys on.
+    op.drop_column("stories", "body")
