@@ -20,5 +20,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("stories") as batch:
-        batch.drop_column("body")
+    # Not a batch: on SQLite a batch drops a column by copying the table and dropping the
+    # old one, which edition_picks' foreign key to stories refuses. SQLite drops a column
+    # in place since 3.35 (2021), PostgreSQL always has.
+    op.drop_column("stories", "body")
