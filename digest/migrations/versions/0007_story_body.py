@@ -20,6 +20,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # Plain DROP COLUMN (SQLite 3.35 and later): a batch copy would drop `stories`,
-    # which edition_picks points at, and SQLite refuses with foreign keys on.
+    # Not a batch: on SQLite a batch drops a column by copying the table and dropping the
+    # old one, which edition_picks' foreign key to stories refuses. SQLite drops a column
+    # in place since 3.35 (2021), PostgreSQL always has.
     op.drop_column("stories", "body")
