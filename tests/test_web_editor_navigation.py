@@ -287,7 +287,8 @@ def test_the_note_stays_on_the_phone_width_too(
         page.reload()
         page.wait_for_load_state("load")
         assert page.locator(".flash").count() == 0
-        assert page.locator(".inbox").is_visible()
+        inbox = page.locator(".inbox.phone").bounding_box()
+        assert inbox is not None and inbox["width"] <= 375, "the inbox line at phone width"
         assert page.evaluate("document.documentElement.scrollWidth") <= 375
     finally:
         context.close()

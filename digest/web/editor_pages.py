@@ -125,8 +125,7 @@ def routes(settings: Settings, store: Store, pages: Pages, guard: Guard) -> list
             "editor_editions.html.j2",
             who,
             upcoming=upcoming,
-            upcoming_drafted=any(e.name == upcoming for e in unsent)
-            or any(e.name == upcoming for e in sent),
+            upcoming_drafted=upcoming in await run_in_threadpool(store.editions.edition_names),
             coming=[e for e in unsent if e.name >= upcoming],
             stale=[e for e in unsent if e.name < upcoming],
             sent=sent,
