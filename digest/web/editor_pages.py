@@ -43,8 +43,8 @@ MAX_FORM_BYTES = 16 * 1024
 PHONE_WIDTH = 375
 #: What the page's buttons may ask for besides editor.ACTIONS.
 OTHER_ACTIONS = ("approve", "withdraw", "test", "draft")
-#: What an inbox shows of the preheader after the subject: about 90 characters (Gmail
-#: on a phone, two lines; Litmus, "The ultimate guide to preview text").
+#: What an inbox shows of the preheader after the subject: some 90 characters on a
+#: phone, two lines under the subject (a desktop inbox shows what fits its one line).
 INBOX_PREHEADER = 90
 #: Sent editions the editors' list shows; /sends lists every send.
 LISTED_SENT = 60
