@@ -101,7 +101,9 @@ def test_only_editions_that_reached_readers_are_listed(
         copy = httpx.get(f"{site}/{href}")
         assert copy.status_code == 200, href
         assert f"<title>{escape(subject)}</title>" in copy.text, href
-    assert httpx.get(f"{site}/editions/2025-12-06").status_code == 404
+    missing = httpx.get(f"{site}/editions/2025-12-06")
+    assert missing.status_code == 404 and "tomorrow" not in missing.text
+    assert 'href="../editions">past editions</a>' in missing.text
     assert "Past editions" in httpx.get(f"{site}/editions").text
 
 

@@ -140,7 +140,9 @@ def routes(settings: Settings, store: Store, pages: Pages) -> list[Route]:
         name = request.path_params["name"]
         html = await run_in_threadpool(copies.sent_copy, settings, store, name)
         if html is None:
-            return pages.render("edition_missing.html.j2", status=404)
+            return pages.render(
+                "edition_missing.html.j2", status=404, root=root_of(request.url.path)
+            )
         return HTMLResponse(html, headers=_EDITION_HEADERS)
 
     return [
