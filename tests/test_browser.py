@@ -223,9 +223,11 @@ def test_axe_finds_nothing_serious_in_the_email_and_the_web_pages(
     for address in (
         mailed.mailed.as_uri(),
         f"{mailed.site}/editions/2025-12-05",
+        f"{mailed.site}/editions",
         f"{mailed.site}/unsubscribe/{token}",
         f"{mailed.site}/unsubscribe/not-a-token",
         f"{mailed.site}/editor/2025-12-05",
+        f"{mailed.site}/editor/editions",
         f"{mailed.site}/sends",
         f"{mailed.site}/sends/2025-12-05",
     ):

@@ -7,9 +7,12 @@ what rank drafted, what the editors changed (and who), and each rendered copy.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import (
+    exists,
+    func,
     select,
     update,
 )
@@ -32,8 +35,37 @@ from digest.store.tables import (
     editions,
     now,
     renders,
+    send_batches,
     sends,
     stories,
+)
+
+
+@dataclass(frozen=True)
+class SentEdition:
+    """An edition in the public archive: what went out, and when its send began."""
+
+    name: str
+    subject: str
+    preheader: str
+    sent_at: datetime
+
+
+@dataclass(frozen=True)
+class EditionEntry:
+    """An edition as the editors' list shows it: its state and its send's, if any."""
+
+    name: str
+    status: str
+    subject: str
+    send_at: datetime
+    send_state: str  # "" = no send
+
+
+#: An edition is in the archive once some readers have it: a batch of its send went
+#: out. A send that only started, or whose every batch failed, reached nobody.
+_REACHED_READERS = exists().where(
+    send_batches.c.send_id == sends.c.id, send_batches.c.state == "sent"
 )
 
 
@@ -288,3 +320,44 @@ class Editions(Aggregate):
     def edition_names(self) -> list[str]:
         with self.begin() as conn:
             return list(conn.scalars(select(editions.c.name).order_by(editions.c.name.desc())))
+
+    def sent_editions(self, limit: int, offset: int = 0) -> list[SentEdition]:
+        """The archive, newest first: editions some readers got, with the subject and
+        preheader of the copy that went out (the one the web copy shows)."""
+        query = (
+            select(renders.c.edition, renders.c.subject, renders.c.preheader, sends.c.created_at)
+            .join(sends, sends.c.edition == renders.c.edition)
+            .where(renders.c.variant == "", _REACHED_READERS)
+            .order_by(renders.c.edition.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        with self.begin() as conn:
+            return [SentEdition(*row) for row in conn.execute(query)]
+
+    def count_sent_editions(self) -> int:
+        query = (
+            select(func.count())
+            .select_from(renders.join(sends, sends.c.edition == renders.c.edition))
+            .where(renders.c.variant == "", _REACHED_READERS)
+        )
+        with self.begin() as conn:
+            return int(conn.scalar(query) or 0)
+
+    def edition_entries(self, *, sent: bool, limit: int | None = None) -> list[EditionEntry]:
+        """Editions newest first, for the editors' list: with a send (`sent`), or without."""
+        query = (
+            select(
+                editions.c.name,
+                editions.c.status,
+                editions.c.subject,
+                editions.c.send_at,
+                func.coalesce(sends.c.state, ""),
+            )
+            .outerjoin(sends, sends.c.edition == editions.c.name)
+            .where(sends.c.id.is_not(None) if sent else sends.c.id.is_(None))
+            .order_by(editions.c.name.desc())
+            .limit(limit)
+        )
+        with self.begin() as conn:
+            return [EditionEntry(*row) for row in conn.execute(query)]

@@ -1,6 +1,7 @@
 """The web app: the unsubscribe pages (RFC 8058 one-click) and SendGrid's signed event
-webhook, both ending in suppressions; the sent editions' web copies; and, for the
-newsroom only, the editor's pages (editor_pages) and the operators' (sends_pages).
+webhook, both ending in suppressions; the archive of sent editions with their web
+copies and its feed (archive); and, for the newsroom only, the editor's pages
+(editor_pages) and the operators' (sends_pages).
 
 Thin: requests in, pages out. What happens is decided by digest.subscribers (leaving),
 digest.send.sendgrid_events (SendGrid's events), digest.editor and digest.jobs.
@@ -20,14 +21,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import (
     FileResponse,
-    HTMLResponse,
     JSONResponse,
     PlainTextResponse,
     Response,
 )
 from starlette.routing import Route
 
-from digest import copies, jobs, media
+from digest import jobs, media
 from digest.config import Settings
 from digest.send import sendgrid_events
 from digest.send.durable import is_transient, reason
@@ -39,7 +39,7 @@ from digest.send.sendgrid_events import (
 )
 from digest.store import Store
 from digest.subscribers import Unsubscribed, left_already, masked, token_address, unsubscribe_all
-from digest.web import editor_pages, sends_pages
+from digest.web import archive, editor_pages, sends_pages
 from digest.web.access import OFF, Guard
 from digest.web.forms import form_fields, read_body
 from digest.web.pages import READER_HEADERS, Pages
@@ -50,16 +50,6 @@ log = logging.getLogger("digest.web")
 #: A one-click POST is 26 bytes; a SendGrid batch is far below this.
 MAX_FORM_BYTES = 64 * 1024
 MAX_WEBHOOK_BYTES = 10 * 1024 * 1024
-
-#: An edition's web copy shows its pictures (from the newsroom's site); nothing else
-#: changes: it is the email's HTML, which holds no script (render.check_html).
-_EDITION_HEADERS = {
-    **READER_HEADERS,
-    "Content-Security-Policy": (
-        "default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    ),
-}
 
 
 def create_app(settings: Settings, store: Store | None = None) -> Starlette:
@@ -109,14 +99,6 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         if done.now:
             log.info("unsubscribed %s (%s)", masked(email), source)
         return pages.render("unsubscribe_done.html.j2", address=masked(email), now=done.now)
-
-    async def edition(request: Request) -> Response:
-        # The "View in browser" link of every email. Only an edition that has gone
-        # out (it has a send) is public: a draft is the newsroom's until it is sent.
-        html = await run_in_threadpool(copies.sent_copy, settings, db, request.path_params["name"])
-        if html is None:
-            return pages.render("edition_missing.html.j2", status=404)
-        return HTMLResponse(html, headers=_EDITION_HEADERS)
 
     async def picture(request: Request) -> Response:
         # The pictures every email links to (digest.media): public, named by their
@@ -182,7 +164,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             Route("/unsubscribe", preview, methods=["GET"]),
             Route("/unsubscribe/{token}", confirm, methods=["GET"]),
             Route("/unsubscribe/{token}", leave, methods=["POST"]),
-            Route("/editions/{name}", edition, methods=["GET"]),
+            *archive.routes(settings, db, pages),
             Route("/media/{name}", picture, methods=["GET"]),
             Route("/webhooks/sendgrid", sendgrid_webhook, methods=["POST"]),
             *editor_pages.routes(settings, db, pages, guard),

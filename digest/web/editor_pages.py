@@ -1,9 +1,11 @@
 """The editor's pages: the draft beside its preview, with a button for every change.
 
 GET /editor                  -> 303 to the next edition (jobs.upcoming)
+GET /editor/editions         every edition: upcoming, not sent, sent (to move between them)
 GET /editor/{name}           the edition: slots, scores and why, the change record
 GET /editor/{name}/preview   the whole edition's email HTML, as a preview (framed)
-POST /editor/{name}          one change (`action`, `ref`), then 303 back with a flash
+POST /editor/{name}          one change (`action`, `ref`), then 303 back to the story
+                             acted on (`#story-ID`), with a note shown once (notes.py)
 
 Every change is made by digest.editor (or digest.jobs for a draft or a test copy):
 these pages only show what it says. The forms work without JavaScript.
@@ -14,7 +16,6 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime
 from typing import Any, cast
-from urllib.parse import urlencode
 
 from email_validator import EmailNotValidError
 from starlette.concurrency import run_in_threadpool
@@ -31,6 +32,7 @@ from digest.store import Store
 from digest.subscribers import normalise_email
 from digest.web.access import NEWSROOM_HEADERS, PREVIEW_HEADERS, Editor, Guard, newsroom_page
 from digest.web.forms import form_fields, read_body
+from digest.web.notes import Notes, anchor
 from digest.web.pages import Pages
 
 log = logging.getLogger("digest.web")
@@ -42,7 +44,11 @@ MAX_FORM_BYTES = 16 * 1024
 PHONE_WIDTH = 375
 #: What the page's buttons may ask for besides editor.ACTIONS.
 OTHER_ACTIONS = ("approve", "withdraw", "test", "draft")
-_LONGEST_FLASH = 600
+#: What an inbox shows of the preheader after the subject: some 90 characters on a
+#: phone, two lines under the subject (a desktop inbox shows what fits its one line).
+INBOX_PREHEADER = 90
+#: Sent editions the editors' list shows; /sends lists every send.
+LISTED_SENT = 60
 
 
 def _day(name: str) -> date | None:
@@ -60,10 +66,27 @@ def _width(value: str) -> int | None:
     return PHONE_WIDTH if value == str(PHONE_WIDTH) else None
 
 
+def _inbox_preheader(text: str) -> str:
+    """The preheader as far as an inbox shows it: cut at a word, near INBOX_PREHEADER."""
+    text = " ".join(text.split())
+    if len(text) <= INBOX_PREHEADER:
+        return text
+    cut = text[: INBOX_PREHEADER + 1].rsplit(" ", 1)[0] or text[:INBOX_PREHEADER]
+    return cut.rstrip(" ,;:.-–—") + "…"
+
+
+def _neighbours(names: list[str], name: str) -> tuple[str, str]:
+    """The editions before and after `name` among `names` ("" = none)."""
+    earlier = [n for n in names if n < name]
+    later = [n for n in names if n > name]
+    return (max(earlier) if earlier else "", min(later) if later else "")
+
+
 def routes(settings: Settings, store: Store, pages: Pages, guard: Guard) -> list[Route]:
     zone = settings.newsroom.zone
     # A note of note_max_chars characters, each up to 4 bytes of UTF-8 sent as %XX.
     form_bytes = max(MAX_FORM_BYTES, 12 * settings.limits.note_max_chars + 4096)
+    notes = Notes(guard)
 
     def local_time(moment: datetime) -> str:
         return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
@@ -83,46 +106,74 @@ def routes(settings: Settings, store: Store, pages: Pages, guard: Guard) -> list
             lines=[f"{name!r} is not an edition date: editions are named YYYY-MM-DD."],
         )
 
-    def back(name: str, kind: str, message: str, width: int | None, at: str = "") -> Response:
-        """303 to the edition's page with a one-line flash (signed: see Guard.sign)."""
-        message = " ".join(message.split())[:_LONGEST_FLASH]
-        query = {kind: message, "sig": guard.sign(kind + message)}
-        if at:
-            query["at"] = at
-        if width:
-            query["width"] = str(width)
+    def back(
+        request: Request, name: str, kind: str, message: str, width: int | None, at: str = ""
+    ) -> Response:
+        """303 to the edition's page, at the story acted on, with a note shown once."""
         # Relative: the app may sit under any path of the newsroom's proxy.
-        return RedirectResponse(f"{name}?{urlencode(query)}", status_code=303)
+        where = f"{name}?width={width}" if width else name
+        answer = RedirectResponse(where + (f"#{at}" if at else ""), status_code=303)
+        notes.leave(request, answer, name, kind, message, at)
+        return answer
 
     async def upcoming(_request: Request, _who: Editor) -> Response:
         return RedirectResponse(f"editor/{jobs.upcoming(settings).isoformat()}", status_code=303)
+
+    async def editions(request: Request, who: Editor) -> Response:
+        upcoming = jobs.upcoming(settings).isoformat()
+        unsent = await run_in_threadpool(store.editions.edition_entries, sent=False)
+        sent = await run_in_threadpool(store.editions.edition_entries, sent=True, limit=LISTED_SENT)
+        return page(
+            request,
+            "editor_editions.html.j2",
+            who,
+            upcoming=upcoming,
+            upcoming_drafted=upcoming in await run_in_threadpool(store.editions.edition_names),
+            coming=[e for e in unsent if e.name >= upcoming],
+            stale=[e for e in unsent if e.name < upcoming],
+            sent=sent,
+            listed_sent=LISTED_SENT,
+            local_time=local_time,
+        )
 
     async def edition(request: Request, who: Editor) -> Response:
         name = request.path_params["name"]
         if _day(name) is None:
             return not_an_edition(request, who, name)
-        query = request.query_params
-        flash: tuple[str, str] | None = None
-        for kind in ("done", "error"):
-            said = query.get(kind)
-            if said is not None and guard.signed(kind + said, query.get("sig", "")):
-                flash = (kind, said)
+        flash, flash_at = notes.take(request, name)
+        upcoming = jobs.upcoming(settings).isoformat()
+        names = await run_in_threadpool(store.editions.edition_names)
+        earlier, later = _neighbours([*names, upcoming], name)
+        nav = {"earlier": earlier, "later": later, "upcoming": upcoming}
         try:
             view = await run_in_threadpool(editor.view, settings, store, name)
         except NotFoundError:
-            return page(request, "editor_missing.html.j2", who, status=404, name=name, flash=flash)
-        return page(
+            answer = page(
+                request, "editor_missing.html.j2", who, status=404, name=name, flash=flash, nav=nav
+            )
+            return notes.clear(request, answer)
+        edition = view.edition
+        above = [p.story for p in ([edition.lead] if edition.lead else []) + edition.more]
+        shown = [*above, *(p.story for p in edition.most_read), *view.others, *view.dropped]
+        # The note goes beside what it is about, when the page still shows it.
+        anchors = {"edition", "test", *(anchor(s) for s in shown)} - {""}
+        answer = page(
             request,
             "editor.html.j2",
             who,
             name=name,
             view=view,
-            edition=view.edition,
+            edition=edition,
             read_only=view.has_send,
             pinned={view.overrides.lead, *view.overrides.pinned} - {""},
             flash=flash,
-            flash_at=query.get("at", ""),
-            width=_width(query.get("width", "")),
+            flash_at=flash_at if flash_at in anchors else "",
+            anchor=anchor,
+            anchored_above={anchor(s) for s in above},
+            nav=nav,
+            sender=settings.sender.from_name,
+            inbox_preheader=_inbox_preheader(edition.preheader),
+            width=_width(request.query_params.get("width", "")),
             phone_width=PHONE_WIDTH,
             weights=WEIGHTS,
             max_subject=editor.MAX_SUBJECT,
@@ -132,6 +183,7 @@ def routes(settings: Settings, store: Store, pages: Pages, guard: Guard) -> list
             local_time=local_time,
             is_safe_link=is_safe_link,
         )
+        return notes.clear(request, answer)
 
     async def preview(request: Request, _who: Editor) -> Response:
         name = request.path_params["name"]
@@ -197,15 +249,21 @@ def routes(settings: Settings, store: Store, pages: Pages, guard: Guard) -> list
             return not_an_edition(request, who, name)
         action, ref = _field(fields, "action"), _field(fields, "ref")
         width = _width(_field(fields, "width"))
+        # Where the form was: the story's item, or a card of the page (checked: it
+        # goes into the Location header).
+        at = _field(fields, "at")
+        at = at if notes.is_anchor(at) else ""
         try:
-            said, at = await run_in_threadpool(change, name, action, ref, who.name)
+            said, where = await run_in_threadpool(change, name, action, ref, who.name)
         except DigestError as exc:
-            return back(name, "error", str(exc), width, at="test" if action == "test" else "")
+            return back(request, name, "error", str(exc), width, "test" if action == "test" else at)
         log.info("editor %s on edition %s: %s", who.name, name, said)
-        return back(name, "done", said, width, at)
+        return back(request, name, "done", said, width, where or at)
 
     return [
         Route("/editor", guard.protect(upcoming), methods=["GET"]),
+        # Before /editor/{name}: "editions" is no edition's name.
+        Route("/editor/editions", guard.protect(editions), methods=["GET"]),
         Route("/editor/{name}", guard.protect(edition), methods=["GET"]),
         Route("/editor/{name}", guard.protect(post), methods=["POST"]),
         Route("/editor/{name}/preview", guard.protect(preview), methods=["GET"]),
