@@ -358,7 +358,8 @@ class _Run:
                 # Without whoever an earlier claim recorded as accepted (journal.py).
                 batch = journal_for(self.store, batch)
                 if self.cap is not None and batch.recipients:
-                    self.wait(self.durable("pacing", self.cap.take, len(batch.recipients)))
+                    turn = self.durable("the rate cap", self.cap.take, len(batch.recipients))
+                    self.wait(turn)  # shared with every worker of the send: ratecap.py
                 state, reason = _push_with_retries(
                     self.store,
                     self.durable,
