@@ -100,7 +100,7 @@ class Delivery:
     #: beside digest.toml is imported when there is one.
     subscribers_file: Path | None = None
     batch_size: int = 1000
-    rate_per_second: float = 0.0  # recipients per second; 0 = no cap
+    rate_per_second: float = 0.0  # recipients a second for a send in all workers; 0 = no cap
     max_consecutive_failures: int = 5
     retry_attempts: int = 6  # tries per batch on 5xx, timeouts, dropped connections
     retry_base_delay: float = 0.5  # seconds; doubles per try, full jitter

@@ -2,7 +2,9 @@
 
 from alembic import context
 
-import digest.store.events  # noqa: F401  (defines sendgrid_events on the same metadata)
+# These define sendgrid_events and send_rate_buckets on the same metadata.
+import digest.store.events
+import digest.store.rates  # noqa: F401
 from digest.store import metadata
 
 connection = context.config.attributes.get("connection")

@@ -28,7 +28,8 @@ The fault rules (issue 3), applied here once for every backend:
   pending, since the API refused it.
 - `max_consecutive_failures` failed batches in a row: the send pauses itself
   with a note saying why, and the error says what to do.
-- `rate_per_second`: a cap on recipients per second, per process.
+- `rate_per_second`: a cap on recipients per second for the send in all, shared by
+  every worker (send/ratecap.py).
 
 Send states: sending -> done, or incomplete (something left: failed or in doubt),
 paused (stopped by a signal, `--limit`, or too many failures; resume to go on),
@@ -54,6 +55,7 @@ from digest.send.base import Backend, BatchRejected, Letter, SendStopped, Transi
 from digest.send.doubt import resolve
 from digest.send.durable import DatabaseUnavailable, Durable
 from digest.send.journal import journal_for
+from digest.send.ratecap import rate_cap
 
 # Re-exported: jobs, the CLI, the scheduler and the web import them from here.
 from digest.send.reports import (
@@ -294,9 +296,9 @@ class _Run:
         self.limit_reached = False
         self.sent_now = 0
         self.failures_in_a_row = 0
-        self.started = time.monotonic()
         self.since = now()
         self.left_in_doubt: set[int] = set()  # ours, left `sending` on purpose
+        self.cap = rate_cap(store, send_id, policy.rate_per_second)  # shared by all workers
 
     def wait_for_other_workers(self) -> None:
         """Let batches other workers claimed while we ran finish before we settle.
@@ -352,6 +354,9 @@ class _Run:
                     return
                 # Without whoever an earlier claim recorded as accepted (journal.py).
                 batch = journal_for(self.store, batch)
+                if self.cap is not None and batch.recipients:
+                    turn = self.durable("the rate cap", self.cap.take, len(batch.recipients))
+                    self.wait(turn)  # shared with every worker of the send: ratecap.py
                 state, reason = _push_with_retries(
                     self.store,
                     self.durable,
@@ -364,11 +369,6 @@ class _Run:
                     self.halt.set,
                 )
                 self._record(batch, state, reason)
-                if self.policy.rate_per_second > 0:
-                    # Pace the average: never ahead of rate_per_second since we started.
-                    with self.lock:
-                        due = self.sent_now / self.policy.rate_per_second
-                    self.wait(due - (time.monotonic() - self.started))
         except SendStopped as exc:
             self._fail(exc)
             # The refusal is the error to report; a database away as well changes nothing.

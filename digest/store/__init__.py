@@ -8,7 +8,8 @@ with it names the aggregate it touches, so a stage's calls show which tables it 
   renders (edition.py)
 - `store.subscribers`: subscribers and suppressions (subscriber.py)
 - `store.sends`: sends and the batch ledger (send.py); the per-recipient records
-  (delivery.py) and SendGrid's events (events.py) are functions over a Store
+  (delivery.py), SendGrid's events (events.py) and the sends' rate buckets
+  (rates.py) are functions over a Store
 - `store.runs`: job runs, the scheduler's lease and advisory locks (runs.py)
 
 The tables, the engine and the migration hook are in tables.py and exported here.
