@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from digest import locale
 from digest.errors import ConfigError
+from digest.related_settings import RelatedSettings, related_settings
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 #: Templates ship beside the package in a checkout (DESIGN: templates/ at the top).
@@ -150,6 +151,7 @@ class Settings:
     env: dict[str, str] = field(default_factory=dict, repr=False)
     limits: Limits = field(default_factory=Limits)
     campaign: Campaign = field(default_factory=Campaign)
+    related: RelatedSettings = field(default_factory=RelatedSettings)
 
     @property
     def secret_key(self) -> bytes:
@@ -207,6 +209,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "templates": ("dir",),
     "schedule": ("file",),
     "campaign": tuple(Campaign.__dataclass_fields__),
+    "related": tuple(RelatedSettings.__dataclass_fields__),
 }
 
 
@@ -580,6 +583,7 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
         env=env,
         limits=limits,
         campaign=_campaign(_section(raw, "campaign", path), path),
+        related=related_settings(_section(raw, "related", path), path, _get),
     )
 
 

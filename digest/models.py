@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # a type only: models import nothing at run time
 SubscriberStatus = Literal["active", "unsubscribed", "bounced", "complained"]
 #: Statuses an import must never turn back into "active" (DESIGN: never resubscribe).
 LEFT_STATUSES: frozenset[str] = frozenset({"unsubscribed", "bounced", "complained"})
-Slot = Literal["lead", "more", "most_read"]
+Slot = Literal["lead", "more", "most_read", "related"]
 
 
 @dataclass
@@ -61,6 +61,7 @@ class Pick:
     breakdown: dict[str, float] = field(default_factory=dict)
     views: int = 0
     note: str = ""  # an editor's hand in it ("pinned by an editor"); "" = placed by score
+    under: str = ""  # for a "related" pick, the URL of the story it is listed under
 
 
 @dataclass
@@ -75,9 +76,18 @@ class Overrides:
     pinned: list[str] = field(default_factory=list)  # first in "More", in this order
     dropped: list[str] = field(default_factory=list)  # in no slot at all
     subject: str = ""  # "" = the lead's title
+    related_added: list[str] = field(default_factory=list)  # under the lead, first
+    related_dropped: list[str] = field(default_factory=list)  # in no related list
 
     def __bool__(self) -> bool:
-        return bool(self.lead or self.pinned or self.dropped or self.subject)
+        return bool(
+            self.lead
+            or self.pinned
+            or self.dropped
+            or self.subject
+            or self.related_added
+            or self.related_dropped
+        )
 
 
 @dataclass
@@ -104,6 +114,11 @@ class Edition:
     more: list[Pick] = field(default_factory=list)
     most_read: list[Pick] = field(default_factory=list)
     status: str = "draft"
+    #: Related stories (digest.related), each listed under the story in its `under`.
+    related: list[Pick] = field(default_factory=list)
+
+    def related_under(self, url: str) -> list[Pick]:
+        return [p for p in self.related if p.under == url]
 
     @property
     def picks(self) -> list[Pick]:

@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, frozenset[str]]] = [
             {
                 "collect",
                 "rank",
+                "related",
                 "copies",
                 "render",
                 "render_checks",
@@ -37,7 +38,7 @@ LAYERS: list[tuple[str, frozenset[str]]] = [
         ),
     ),
     ("store", frozenset({"store", "migrations"})),
-    ("base", frozenset({"models", "errors", "config", "locale", "tokens"})),
+    ("base", frozenset({"models", "errors", "config", "locale", "tokens", "related_settings"})),
 ]
 RANK = {name: depth for depth, (_, names) in enumerate(LAYERS) for name in names}
 LAYER_NAME = {name: layer for layer, names in LAYERS for name in names}

@@ -10,6 +10,7 @@ with it names the aggregate it touches, so a stage's calls show which tables it 
 - `store.sends`: sends and the batch ledger (send.py); the per-recipient records
   (delivery.py) and SendGrid's events (events.py) are functions over a Store
 - `store.runs`: job runs, the scheduler's lease and advisory locks (runs.py)
+- `store.related`: the related-stories index, each story's terms (related.py)
 
 The tables, the engine and the migration hook are in tables.py and exported here.
 The aggregate modules have singular names (story.py, not stories.py) because the
@@ -25,6 +26,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
 from digest.store.edition import Editions
+from digest.store.related import RelatedIndex
 from digest.store.runs import Runs
 from digest.store.send import Sends
 from digest.store.story import Stories
@@ -55,6 +57,8 @@ from digest.store.tables import (
     send_batches,
     sends,
     stories,
+    story_index,
+    story_terms,
     subscribers,
     suppressions,
 )
@@ -63,6 +67,7 @@ __all__ = [
     "CONNECT_TIMEOUT",
     "MIGRATIONS",
     "Editions",
+    "RelatedIndex",
     "Runs",
     "Sends",
     "Store",
@@ -90,6 +95,8 @@ __all__ = [
     "send_batches",
     "sends",
     "stories",
+    "story_index",
+    "story_terms",
     "subscribers",
     "suppressions",
 ]
@@ -105,6 +112,7 @@ class Store:
         self.subscribers = Subscribers(self)
         self.sends = Sends(self)
         self.runs = Runs(self)
+        self.related = RelatedIndex(self)
 
     @classmethod
     def open(cls, url: str, *, upgrade: bool = True) -> Store:
