@@ -31,7 +31,7 @@ node_modules/.bin/prism: package.json package-lock.json
 locales: $(STAMP)
 	$(VENV)/bin/pybabel -q extract -F templates/locales/babel.cfg --no-location --sort-output \
 		--project digest -o templates/locales/digest.pot .
-	$(VENV)/bin/pybabel -q update -i templates/locales/digest.pot -d templates/locales -D digest --no-location
+	$(VENV)/bin/pybabel -q update -i templates/locales/digest.pot -d templates/locales -D digest
 
 demo: $(STAMP) $(LOCALES_MO)
 	$(VENV)/bin/digest run --date 2025-12-05

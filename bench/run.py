@@ -19,6 +19,7 @@ def main() -> None:
         "bench_accesslog.py",
         "bench_collect.py",
         "bench_render.py",
+        "bench_related.py",
     ):
         print(f"== {script}", flush=True)
         subprocess.run([sys.executable, str(HERE / script), *sys.argv[1:]], check=True)

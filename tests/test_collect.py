@@ -66,9 +66,9 @@ def test_canonical_url_strips_tracking(raw: str, expected: str) -> None:
 def test_collecting_twice_updates_and_never_duplicates(settings: Settings, store: Store) -> None:
     first = collect_all(settings, store)
     second = collect_all(settings, store)
-    assert (first.new, first.updated) == (11, 0)
-    assert (second.new, second.updated) == (0, 11)
-    assert store.stories.count_stories() == 11
+    assert (first.new, first.updated) == (26, 0)  # the day's feed (11) and the archive (15)
+    assert (second.new, second.updated) == (0, 26)
+    assert store.stories.count_stories() == 26
 
 
 def test_a_bad_feed_is_one_line_and_the_rest_goes_on(
@@ -77,7 +77,7 @@ def test_a_bad_feed_is_one_line_and_the_rest_goes_on(
     broken = str(DATA / "unrecognized.rss")
     result = collect_all(settings, store, feeds=[broken, *settings.sources.feeds], pageviews=[])
     assert result.failed_sources == [broken]
-    assert result.new == 11
+    assert result.new == 26
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1
     assert "unrecognized.rss" in errors[0] and "not a readable RSS or Atom feed" in errors[0]

@@ -293,7 +293,7 @@ def test_digest_collect_reads_the_pages_digest_toml_names(newsroom: Path) -> Non
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert "12 new stories" in done.stdout
+    assert "27 new stories" in done.stdout  # the two feeds (26) and the page
 
 
 def test_digest_collect_with_named_sources_reads_only_those(newsroom: Path) -> None:

@@ -68,6 +68,7 @@ def _edition_json(edition: Edition) -> dict[str, Any]:
         "lead": pick(edition.lead) if edition.lead else None,
         "more": [pick(p) for p in edition.more],
         "most_read": [pick(p) for p in edition.most_read],
+        "related": [pick(p) | {"under": p.under} for p in edition.related],
     }
 
 
@@ -76,6 +77,7 @@ def _print_edition(edition: Edition) -> None:
     console.print(f"Subject: {edition.subject}", highlight=False, markup=False)
     for title, picks in (
         ("Lead", [edition.lead] if edition.lead else []),
+        ("Related", edition.related),
         ("More in News", edition.more),
         ("Most Read", edition.most_read),
     ):
@@ -85,7 +87,10 @@ def _print_edition(edition: Edition) -> None:
         for p in picks:
             table.add_row(*_pick_row(p))
         if not picks:
-            note = "no page-view data for this window" if title == "Most Read" else "no stories"
+            note = {
+                "Most Read": "no page-view data for this window",
+                "Related": "no story alike enough",
+            }.get(title, "no stories")
             table.add_row("", f"(left out: {note})", "", "", "", "")
         console.print(table)
 
@@ -258,17 +263,23 @@ def edit(
     subject: Annotated[
         str | None, typer.Option(help='The subject line ("" = the lead\'s headline again).')
     ] = None,
+    relate: Annotated[
+        StoryRefs, typer.Option(help="List this story under the lead's Related (any stored story).")
+    ] = None,
+    unrelate: Annotated[
+        StoryRefs, typer.Option(help="Keep this story out of every Related list.")
+    ] = None,
     reset: Annotated[bool, typer.Option("--reset", help="Undo every editor change.")] = False,
     by: ByOption = None,
     config_path: ConfigOption = Path("digest.toml"),
 ) -> None:
-    """Steer a draft: lead, pin, drop, reorder, subject. With no change, show the draft,
-    the other stories of the window and what editors changed.
+    """Steer a draft: lead, pin, drop, reorder, related, subject. With no change, show
+    the draft, the other stories of the window and what editors changed.
 
     A story is named by its URL or by a word or phrase of its headline or URL that no
     other story of the window shares. Changes apply in this order: reset, restore,
-    drop, unpin, lead, pin, up, down, subject; they are kept when a later collect
-    ranks the edition again. Changing an approved edition withdraws the approval.
+    drop, unpin, lead, pin, up, down, unrelate, relate, subject; they are kept when a
+    later collect ranks the edition again. Changing an approved edition withdraws the approval.
     """
     changes: list[editor.Change] = [editor.Change("reset")] if reset else []
     for action, refs in (
@@ -279,6 +290,8 @@ def edit(
         ("pin", pin),
         ("up", up),
         ("down", down),
+        ("unrelate", unrelate),
+        ("relate", relate),
         ("subject", None if subject is None else [subject]),
     ):
         changes += [editor.Change(action, ref) for ref in refs or []]  # type: ignore[arg-type]

@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Float, String, column, func, or_, select, values
 
 from digest.store.tables import Aggregate, now, stories, story_index, story_terms
 
@@ -118,20 +118,69 @@ class RelatedIndex(Aggregate):
                 or 0
             )
 
-    def postings(
+    def document_frequencies(
         self, terms: Iterable[str], start: datetime, end: datetime
-    ) -> list[tuple[str, int, float]]:
-        """(term, story id, weight) of every story published in [start, end) that has one
-        of these terms, sorted, so that what is summed from them adds up in one order."""
+    ) -> dict[str, int]:
+        """How many stories published in [start, end) have each of these terms (a term
+        none has is left out). Counted in the primary key's index, no row read."""
         wanted = sorted(set(terms))
+        found: dict[str, int] = {}
+        with self.begin() as conn:
+            for i in range(0, len(wanted), _CHUNK):
+                result = conn.execute(
+                    select(story_terms.c.term, func.count())
+                    .where(
+                        story_terms.c.term.in_(wanted[i : i + _CHUNK]),
+                        story_terms.c.published_at >= start,
+                        story_terms.c.published_at < end,
+                    )
+                    .group_by(story_terms.c.term)
+                )
+                found.update((term, int(count)) for term, count in result)
+        return found
+
+    def best_matches(
+        self, weights: Mapping[str, float], start: datetime, end: datetime, limit: int
+    ) -> list[int]:
+        """The ids of the `limit` stories of [start, end) with the highest sum of
+        weights[term] x their weight for it, summed by the database: a shortlist, which
+        digest.related scores again exactly (the database's sum may differ in the last
+        digit from one engine to the other)."""
+        if not weights:
+            return []
+        asked = (
+            values(column("term", String), column("w", Float), name="asked")
+            .data(sorted(weights.items()))
+            .cte("asked")
+        )
+        total = func.sum(story_terms.c.weight * asked.c.w)
+        query = (
+            select(story_terms.c.story_id)
+            .select_from(asked.join(story_terms, story_terms.c.term == asked.c.term))
+            .where(story_terms.c.published_at >= start, story_terms.c.published_at < end)
+            .group_by(story_terms.c.story_id)
+            .order_by(total.desc(), story_terms.c.story_id)
+            .limit(limit)
+        )
+        with self.begin() as conn:
+            return list(conn.scalars(query))
+
+    def postings(
+        self, terms: Iterable[str], story_ids: Iterable[int]
+    ) -> list[tuple[str, int, float]]:
+        """(term, story id, weight) of these stories for these terms, sorted, so that what
+        is summed from them adds up in one order on every database."""
+        wanted = sorted(set(terms))
+        ids = sorted(set(story_ids))
         found: list[tuple[str, int, float]] = []
+        if not wanted or not ids:
+            return found
         with self.begin() as conn:
             for i in range(0, len(wanted), _CHUNK):
                 result = conn.execute(
                     select(story_terms.c.term, story_terms.c.story_id, story_terms.c.weight).where(
                         story_terms.c.term.in_(wanted[i : i + _CHUNK]),
-                        story_terms.c.published_at >= start,
-                        story_terms.c.published_at < end,
+                        story_terms.c.story_id.in_(ids),
                     )
                 )
                 found.extend((t, s, w) for t, s, w in result)

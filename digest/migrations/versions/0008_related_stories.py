@@ -32,7 +32,14 @@ def upgrade() -> None:
         sa.Column("weight", sa.Float(), nullable=False),
     )
     with op.batch_alter_table("edition_picks") as batch:
-        batch.add_column(sa.Column("under_story_id", sa.Integer(), nullable=True))
+        batch.add_column(
+            sa.Column(
+                "under_story_id",
+                sa.Integer(),
+                sa.ForeignKey("stories.id", name="fk_edition_picks_under_story_id"),
+                nullable=True,
+            )
+        )
     with op.batch_alter_table("edition_overrides") as batch:
         batch.add_column(sa.Column("related_added", sa.Text(), nullable=False, server_default="[]"))
         batch.add_column(
