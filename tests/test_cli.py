@@ -81,7 +81,7 @@ def test_collect_from_a_given_source_and_a_broken_one(newsroom: Path) -> None:
         cwd=newsroom,
     )
     assert result.returncode == 1
-    assert "26 new stories" in result.stdout
+    assert "11 new stories" in result.stdout
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "broken.xml: not a readable RSS or Atom feed" in errors[0]
 
