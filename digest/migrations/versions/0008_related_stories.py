@@ -52,6 +52,8 @@ def downgrade() -> None:
         batch.drop_column("related_dropped")
         batch.drop_column("related_added")
     with op.batch_alter_table("edition_picks") as batch:
+        # The key first: on SQLite a batch copy would keep it, naming a column gone.
+        batch.drop_constraint("fk_edition_picks_under_story_id", type_="foreignkey")
         batch.drop_column("under_story_id")
     op.drop_table("story_terms")
     op.drop_index("ix_story_index_published_at", table_name="story_index")
