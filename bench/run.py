@@ -33,6 +33,7 @@ SCRIPTS = [
     "bench_accesslog.py",
     "bench_collect.py",
     "bench_pages.py",
+    "bench_related.py",
     "bench_workers.py",  # needs PostgreSQL (DIGEST_BENCH_DATABASE_URL or the tests')
 ]
 

@@ -4,7 +4,7 @@ can tell digest readers from everyone else.
 Set per newsroom in `[campaign]` (off while `utm_source` is empty):
 `utm_source` as set, `utm_medium` (default `email`), `utm_campaign` with the edition's
 date appended (`digest-2025-12-05`), and `utm_content` naming the slot the link is in
-(`lead`, `more-3`, `most_read-1`), so a report shows which place in the email was read.
+(`lead`, `more-3`, `most_read-1`, `related-1`), so a report shows which place in the email was read.
 
 Only story links are tagged, at render time, on the copy being rendered: the story's
 canonical URL stays as it is in the store (collect strips tracking parameters, and the
@@ -51,4 +51,5 @@ def tag_edition(edition: Edition, settings: Campaign) -> Edition:
         lead=_tag_pick(edition.lead, settings, edition.name) if edition.lead else None,
         more=[_tag_pick(p, settings, edition.name) for p in edition.more],
         most_read=[_tag_pick(p, settings, edition.name) for p in edition.most_read],
+        related=[_tag_pick(p, settings, edition.name) for p in edition.related],
     )

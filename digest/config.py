@@ -35,6 +35,7 @@ from digest.config_values import (
     suggestion as _suggestion,
 )
 from digest.errors import ConfigError
+from digest.related_settings import RelatedSettings, related_settings
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 #: Templates ship beside the package in a checkout (DESIGN: templates/ at the top).
@@ -173,6 +174,7 @@ class Settings:
     #: Remote story pictures heavier than this are kept and published as email-sized
     #: copies (digest.collect.pictures); 0 = off.
     rehost_pictures_over_kb: int = 0
+    related: RelatedSettings = field(default_factory=RelatedSettings)
 
     @property
     def secret_key(self) -> bytes:
@@ -215,6 +217,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "templates": ("dir",),
     "schedule": ("file",),
     "campaign": tuple(Campaign.__dataclass_fields__),
+    "related": tuple(RelatedSettings.__dataclass_fields__),
 }
 
 
@@ -475,6 +478,7 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
         limits=limits,
         campaign=_campaign(_section(raw, "campaign", path), path),
         rehost_pictures_over_kb=rehost,
+        related=related_settings(_section(raw, "related", path), path, _get),
     )
 
 

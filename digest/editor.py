@@ -1,5 +1,6 @@
-"""Editors steer a draft: choose the lead, pin, drop and reorder stories, set the
-subject and the note to readers (digest.note), and approve the edition.
+"""Editors steer a draft: choose the lead, pin, drop and reorder stories, add or drop
+related stories, set the subject and the note to readers (digest.note), and approve the
+edition.
 
 Changes are kept as overrides (models.Overrides), apart from the ranking, and the
 edition is ranked again with them at once, so the preview shows them and a later
@@ -30,8 +31,9 @@ from digest.models import Edition, EditorEvent, Overrides, Story
 from digest.store import Store
 
 Action = Literal[
-    "lead", "pin", "unpin", "drop", "restore", "up", "down", "subject", "note", "reset"
-]
+    "lead", "pin", "unpin", "drop", "restore", "up", "down", "subject", "note", "reset",
+    "relate", "unrelate",
+]  # fmt: skip
 ACTIONS: tuple[str, ...] = get_args(Action)
 
 #: Longer subjects are cut off by every inbox; a newline would split the header.
@@ -89,7 +91,7 @@ def _stories(
     """Every story an editor may name for this edition: the ranking's candidates, the
     dropped ones and whatever the edition holds now."""
     found = {s.url: s for s in rank.candidates(store, _window(settings, edition.name), overrides)}
-    for pick in edition.picks:
+    for pick in [*edition.picks, *edition.related]:
         found.setdefault(pick.story.url, pick.story)
     missing = [u for u in overrides.dropped if u not in found]
     found.update(store.stories.stories_by_url(missing))
@@ -170,6 +172,8 @@ def _apply(
         return _note(change.ref, settings.limits.note_max_chars, overrides)
     story = find_story(store, stories, change.ref, current.name)
     url, title = story.url, story.title
+    if change.action in ("relate", "unrelate"):
+        return _related_change(change.action, story, overrides)
     lead = "" if overrides.lead == url else overrides.lead
     if change.action == "lead":
         return (
@@ -212,6 +216,23 @@ def _apply(
     order[at], order[to] = order[to], order[at]
     pinned = order[: max(at, to) + 1]
     return replace(overrides, pinned=pinned), f"moved “{title}” {change.action}"
+
+
+def _related_change(action: str, story: Story, overrides: Overrides) -> tuple[Overrides, str]:
+    """Add a story to the related list under the lead, or keep one out of every related
+    list (digest.related); each undoes the other."""
+    url = story.url
+    added = _without(overrides.related_added, url)
+    dropped = _without(overrides.related_dropped, url)
+    if action == "relate":
+        return (
+            replace(overrides, related_added=[*added, url], related_dropped=dropped),
+            f"added “{story.title}” to the related stories",
+        )
+    return (
+        replace(overrides, related_added=added, related_dropped=[*dropped, url]),
+        f"dropped “{story.title}” from the related stories",
+    )
 
 
 def _ranked(settings: Settings, store: Store, name: str, overrides: Overrides) -> Edition:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from digest import rank
+from digest import rank, related
 from digest.collect import CollectResult, OnSource, collect_all
 from digest.config import Settings
 from digest.copies import (
@@ -117,7 +117,8 @@ def collect(
 
 
 def draft(settings: Settings, store: Store, day: date) -> Edition:
-    """Rank the day's stories into a draft, and render it (prepare_copies).
+    """Rank the day's stories into a draft, find the related stories (digest.related),
+    and render it (prepare_copies).
 
     Rendering here, hours before the send, is what makes a broken template an
     error at draft time rather than at 6 a.m., and the stored copies are what the
@@ -137,6 +138,10 @@ def draft(settings: Settings, store: Store, day: date) -> Edition:
         edition = existing
     else:
         edition = rank.draft(store, settings, day)
+        # After ranking: what is related depends on what the edition shows already.
+        overrides = store.editions.load_overrides(name)
+        edition.related = related.for_edition(store, edition, settings.related, overrides)
+        store.editions.save_related(edition)
     prepare_copies(settings, store, edition)
     return edition
 

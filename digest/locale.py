@@ -64,6 +64,12 @@ class Language:
 
         return format_date(day, format="full", locale=self.locale)
 
+    def short_date(self, moment: date) -> str:
+        """A day as a list of stories gives it: "Dec 3" (en), "3 dic" (es)."""
+        from babel.dates import format_skeleton
+
+        return format_skeleton("MMMd", moment, locale=self.locale)
+
     def gettext(self, message: str) -> str:
         return self.translations.gettext(message)
 

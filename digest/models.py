@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # a type only: models import nothing at run time
 SubscriberStatus = Literal["active", "unsubscribed", "bounced", "complained"]
 #: Statuses an import must never turn back into "active" (DESIGN: never resubscribe).
 LEFT_STATUSES: frozenset[str] = frozenset({"unsubscribed", "bounced", "complained"})
-Slot = Literal["lead", "more", "most_read"]
+Slot = Literal["lead", "more", "most_read", "related"]
 #: Why a candidate is in neither the lead nor More (rank.py decides; LeftOut.why says it).
 LeftOutReason = Literal["under_cut", "section_cap", "dropped", "led_recently"]
 
@@ -63,6 +63,7 @@ class Pick:
     breakdown: dict[str, float] = field(default_factory=dict)
     views: int = 0
     note: str = ""  # an editor's hand in it ("pinned by an editor"); "" = placed by score
+    under: str = ""  # for a "related" pick, the URL of the story it is listed under
 
 
 @dataclass
@@ -80,9 +81,19 @@ class Overrides:
     #: The editors' note to readers, under the greeting (digest.note: plain text,
     #: paragraphs and links); "" = none.
     note: str = ""
+    related_added: list[str] = field(default_factory=list)  # under the lead, first
+    related_dropped: list[str] = field(default_factory=list)  # in no related list
 
     def __bool__(self) -> bool:
-        return bool(self.lead or self.pinned or self.dropped or self.subject or self.note)
+        return bool(
+            self.lead
+            or self.pinned
+            or self.dropped
+            or self.subject
+            or self.note
+            or self.related_added
+            or self.related_dropped
+        )
 
 
 @dataclass
@@ -123,6 +134,11 @@ class Edition:
     note: str = ""  # the editors' note (Overrides.note), as it is mailed
     #: Every candidate in neither the lead nor More, with why, in score order.
     left_out: list[LeftOut] = field(default_factory=list)
+    #: Related stories (digest.related), each listed under the story in its `under`.
+    related: list[Pick] = field(default_factory=list)
+
+    def related_under(self, url: str) -> list[Pick]:
+        return [p for p in self.related if p.under == url]
 
     @property
     def picks(self) -> list[Pick]:

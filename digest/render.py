@@ -220,6 +220,16 @@ def safe_edition(edition: Edition, pictures: media.Publisher | None = None) -> E
     lead = _safe_pick(edition.lead, pictures) if edition.lead else None
     more = [p for p in (_safe_pick(p, pictures) for p in edition.more) if p]
     most_read = [p for p in (_safe_pick(p, pictures) for p in edition.most_read) if p]
+    # A related pick names the place of the story it is under ("lead", "more-2"), the
+    # story's URL being tagged for the campaign later; under a story left out, it goes.
+    places = {p.story.url: f"more-{p.position}" for p in edition.more}
+    if edition.lead is not None:
+        places[edition.lead.story.url] = "lead"
+    related = [
+        replace(safe, under=places[p.under])
+        for p in edition.related
+        if p.under in places and (safe := _safe_pick(p, None)) is not None
+    ]
     if lead is None and more:
         lead, more = replace(more[0], slot="lead"), more[1:]
     return replace(
@@ -229,6 +239,7 @@ def safe_edition(edition: Edition, pictures: media.Publisher | None = None) -> E
         lead=lead,
         more=more,
         most_read=most_read,
+        related=related,
     )
 
 
@@ -260,6 +271,16 @@ def _context(
             "brand_color": newsroom.brand_color,
         },
         "edition_date": language.full_date(date.fromisoformat(edition.name)),
+        "related": {
+            place: [p for p in edition.related if p.under == place]
+            for place in dict.fromkeys(p.under for p in edition.related)
+        },
+        # An archive story's related entry says when it ran ("Dec 3"); the day's do not.
+        "ran_on": {
+            p.story.url: language.short_date(p.story.published_at.astimezone(newsroom.zone))
+            for p in edition.related
+            if p.story.published_at < edition.window_start
+        },
         "view_url": f"{settings.base_url}/editions/{edition.name}",
         "tokens": tokens,
     }

@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, frozenset[str]]] = [
             {
                 "collect",
                 "rank",
+                "related",
                 "copies",
                 "render",
                 "render_checks",
@@ -38,7 +39,12 @@ LAYERS: list[tuple[str, frozenset[str]]] = [
         ),
     ),
     ("store", frozenset({"store", "migrations"})),
-    ("base", frozenset({"models", "errors", "config", "config_values", "locale", "tokens"})),
+    (
+        "base",
+        frozenset(
+            {"models", "errors", "config", "config_values", "locale", "tokens", "related_settings"}
+        ),
+    ),
 ]
 RANK = {name: depth for depth, (_, names) in enumerate(LAYERS) for name in names}
 LAYER_NAME = {name: layer for layer, names in LAYERS for name in names}

@@ -37,7 +37,8 @@ def test_story_links_carry_the_tags_and_nothing_else_does(settings: Settings) ->
     jobs.collect(tagged_settings, store)
     edition = jobs.draft(tagged_settings, store, date.fromisoformat(DAY))
     rendered = jobs.render_edition(tagged_settings, store, DAY)
-    stories = {p.story.url for p in [edition.lead, *edition.more, *edition.most_read] if p}
+    picks = [edition.lead, *edition.more, *edition.most_read, *edition.related]
+    stories = {p.story.url for p in picks if p}
     # The store keeps the canonical URLs: nothing tagged there.
     assert stories and not any("utm_" in url for url in stories)
     assert not any("utm_" in p.story.url for p in jobs.load_edition(store, DAY).more)
@@ -59,6 +60,7 @@ def test_story_links_carry_the_tags_and_nothing_else_does(settings: Settings) ->
         else:  # unsubscribe, view in browser, the newsroom's website
             assert "utm_" not in href, href
     assert "lead" in contents and "more-1" in contents and "most_read-1" in contents
+    assert "related-1" in contents
     assert tokens.unsubscribe_url in doc.xpath("//a/@href")
     # The text part's story links are tagged the same way; its other links are not.
     for line in rendered.text.splitlines():

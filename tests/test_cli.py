@@ -46,7 +46,7 @@ def test_run_end_to_end_then_again(newsroom: Path) -> None:
 def test_each_stage_alone(newsroom: Path, tmp_path: Path) -> None:
     collected = digest("collect", cwd=newsroom)
     assert collected.returncode == 0, collected.stderr
-    assert "11 new stories" in collected.stdout
+    assert "26 new stories" in collected.stdout
     drafted = digest("draft", "--date", "2025-12-05", "--json", cwd=newsroom)
     assert drafted.returncode == 0, drafted.stderr
     edition = json.loads(drafted.stdout)
@@ -161,7 +161,7 @@ def test_config_before_the_command_as_after_it(newsroom: Path) -> None:
     (newsroom / "digest.toml").rename(newsroom / "paper.toml")
     before = digest("--config", "paper.toml", "collect", cwd=newsroom)
     assert before.returncode == 0, before.stderr
-    assert "11 new stories" in before.stdout
+    assert "26 new stories" in before.stdout
     nested = digest("-c", "paper.toml", "subscribers", "list", cwd=newsroom)
     assert nested.returncode == 0, nested.stderr
     # Given both ways, the one after the command wins; either wins over DIGEST_CONFIG.

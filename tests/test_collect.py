@@ -68,10 +68,10 @@ def test_collecting_twice_updates_what_changed_and_never_duplicates(
 ) -> None:
     first = collect_all(settings, store)
     second = collect_all(settings, store)
-    assert (first.new, first.updated) == (11, 0)
-    # The same feed again: nothing changed, so nothing is "updated" (issue 12, item 1).
+    assert (first.new, first.updated) == (26, 0)  # the day's feed (11) and the archive (15)
+    # The same feeds again: nothing changed, so nothing is "updated" (issue 12, item 1).
     assert (second.new, second.updated) == (0, 0)
-    assert store.stories.count_stories() == 11
+    assert store.stories.count_stories() == 26
     # One headline corrected at the source: that story, and only it, is updated.
     feed = Path(settings.sources.feeds[0])  # the newsroom's copy, in a temporary folder
     text = feed.read_text()
@@ -79,7 +79,7 @@ def test_collecting_twice_updates_what_changed_and_never_duplicates(
     feed.write_text(text.replace(title, title + " (corrected)", 1))
     third = collect_all(settings, store)
     assert (third.new, third.updated) == (0, 1)
-    assert store.stories.count_stories() == 11
+    assert store.stories.count_stories() == 26
 
 
 def test_a_bad_feed_is_one_line_and_the_rest_goes_on(
@@ -88,7 +88,7 @@ def test_a_bad_feed_is_one_line_and_the_rest_goes_on(
     broken = str(DATA / "unrecognized.rss")
     result = collect_all(settings, store, feeds=[broken, *settings.sources.feeds], pageviews=[])
     assert result.failed_sources == [broken]
-    assert result.new == 11
+    assert result.new == 26
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1
     assert "unrecognized.rss" in errors[0] and "not a readable RSS or Atom feed" in errors[0]

@@ -225,7 +225,7 @@ def test_collect_all_logs_an_unreadable_log_and_goes_on(
     )
     assert result.failed_sources == ["/nowhere/access.log"]
     assert result.pageview_rows == len(FIXTURE_ROWS)
-    assert result.new == 11  # the feed was read as well
+    assert result.new == 26  # the feeds were read as well
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and errors[0].startswith("/nowhere/access.log: cannot open")
     views = store.stories.views_by_url(date(2025, 12, 4), date(2025, 12, 5))

@@ -263,8 +263,9 @@ def test_collect_all_reads_pages_with_the_feeds_and_one_bad_page_stops_nothing(
     toml = _with_sources(newsroom, f"pages = {json.dumps(pages)}")
     settings = config.load(toml, env={"DIGEST_SECRET_KEY": "test"})
     result = collect_all(settings, store)
-    # 11 feed stories; ferry-budget (once, by its canonical URL) and day-only from the pages.
-    assert (result.new, result.updated) == (13, 0)
+    # 26 feed stories (the day's 11, the archive's 15); ferry-budget (once, by its
+    # canonical URL) and day-only from the pages.
+    assert (result.new, result.updated) == (28, 0)
     assert result.failed_sources == [missing]
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
         f"{missing}: HTTP 404; check the URL"
@@ -276,7 +277,7 @@ def test_collect_all_reads_pages_with_the_feeds_and_one_bad_page_stops_nothing(
     assert ferry.prominence == 1.0 and ferry.byline == "Mary Catharine Martin and Clarise Larson"
     # pages=[] reads no pages; the kinds left out still come from digest.toml.
     again = collect_all(settings, store, pages=[], pageviews=[])
-    # The feed's 11 stories read again as they were: none of them "updated".
+    # The feeds' 26 stories read again as they were: none of them "updated".
     assert (again.new, again.updated, again.failed_sources) == (0, 0, [])
 
 
@@ -291,7 +292,7 @@ def test_digest_collect_reads_the_pages_digest_toml_names(newsroom: Path) -> Non
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert "12 new stories" in done.stdout
+    assert "27 new stories" in done.stdout  # the two feeds (26) and the page
 
 
 def test_digest_collect_with_named_sources_reads_only_those(newsroom: Path) -> None:

@@ -4,6 +4,7 @@ One module per command group, each with its own `typer.Typer`, assembled here in
 order `digest --help` lists them:
 
 - `editions`: run, collect, draft, edit, approve, render (stories and editions)
+- `related`: related (the related stories of any stored story)
 - `sending`: send, sends, worker
 - `web`: web
 - `schedule`: schedule
@@ -24,7 +25,7 @@ from typing import Annotated, Any
 
 import typer
 
-from digest.cli import editions, schedule, sending, subscribers, web
+from digest.cli import editions, related, schedule, sending, subscribers, web
 from digest.cli.base import Group, console, err
 
 app = typer.Typer(
@@ -37,6 +38,7 @@ app = typer.Typer(
 # Without a name, a group's commands join `digest` itself (`digest send`, not
 # `digest sending send`).
 app.add_typer(editions.app)
+app.add_typer(related.app)
 app.add_typer(sending.app)
 app.add_typer(web.app)
 app.add_typer(schedule.app)

@@ -50,7 +50,10 @@ def fit(text: str, width: int) -> str:
 
 
 def parts_in_words(breakdown: dict[str, float]) -> str:
-    """ "prominence 0.35 · recency 0.80 · popularity 0.10 · picture 1.00" """
+    """ "prominence 0.35 · recency 0.80 · popularity 0.10 · picture 1.00"; a related
+    story's: "similarity 0.42" """
+    if "similarity" in breakdown:
+        return f"similarity {breakdown['similarity']:.2f}"
     return " · ".join(f"{PART_WORDS[k]} {breakdown.get(k, 0.0):.2f}" for k in WEIGHTS)
 
 
@@ -86,6 +89,7 @@ def print_edition(edition: Edition, urls: bool = False) -> None:
         _line("Note: ", first, "" if first == edition.note else " (more)")
     for title, picks in (
         ("Lead", [edition.lead] if edition.lead else []),
+        ("Related", edition.related),
         ("More in News", edition.more),
         ("Most Read", edition.most_read),
     ):
@@ -93,7 +97,10 @@ def print_edition(edition: Edition, urls: bool = False) -> None:
         for pick in picks:
             _pick(pick)
         if not picks:
-            note = "no page-view data for this window" if title == "Most Read" else "no stories"
+            note = {
+                "Most Read": "no page-view data for this window",
+                "Related": "no story alike enough",
+            }.get(title, "no stories")
             console.print(f"  (left out: {note})")
     if edition.left_out:
         console.print("[bold]Left out, and why[/bold]")
@@ -146,6 +153,7 @@ def edition_json(edition: Edition) -> dict[str, Any]:
         "lead": pick(edition.lead) if edition.lead else None,
         "more": [pick(p) for p in edition.more],
         "most_read": [pick(p) for p in edition.most_read],
+        "related": [pick(p) | {"under": p.under} for p in edition.related],
         "left_out": [
             {
                 "title": o.story.title,

@@ -220,17 +220,24 @@ def edit(
         Path | None,
         typer.Option("--note-file", help="Read the note from this file (- = standard input)."),
     ] = None,
+    relate: Annotated[
+        StoryRefs, typer.Option(help="List this story under the lead's Related (any stored story).")
+    ] = None,
+    unrelate: Annotated[
+        StoryRefs, typer.Option(help="Keep this story out of every Related list.")
+    ] = None,
     reset: Annotated[bool, typer.Option("--reset", help="Undo every editor change.")] = False,
     by: ByOption = None,
     config_path: ConfigOption = Path("digest.toml"),
 ) -> None:
-    """Steer a draft: lead, pin, drop, reorder, subject, note. With no change, show the
-    draft, why each other story of the window is left out and what editors changed.
+    """Steer a draft: lead, pin, drop, reorder, related, subject, note. With no change,
+    show the draft, why each other story of the window is left out and what editors changed.
 
     A story is named by its URL or by a word or phrase of its headline or URL that no
     other story of the window shares. Changes apply in this order: reset, restore,
-    drop, unpin, lead, pin, up, down, subject, note; they are kept when a later collect
-    ranks the edition again. Changing an approved edition withdraws the approval.
+    drop, unpin, lead, pin, up, down, unrelate, relate, subject, note; they are kept when
+    a later collect ranks the edition again. Changing an approved edition withdraws the
+    approval.
     """
     from digest import editor
 
@@ -243,6 +250,8 @@ def edit(
         ("pin", pin),
         ("up", up),
         ("down", down),
+        ("unrelate", unrelate),
+        ("relate", relate),
         ("subject", None if subject is None else [subject]),
         ("note", None if note is None else [note]),
         ("note", None if note_file is None else [_read_note(note_file)]),

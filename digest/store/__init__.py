@@ -11,6 +11,7 @@ with it names the aggregate it touches, so a stage's calls show which tables it 
   (delivery.py), SendGrid's events (events.py) and the sends' rate buckets
   (rates.py) are functions over a Store
 - `store.runs`: job runs, the scheduler's lease and advisory locks (runs.py)
+- `store.related`: the related-stories index, each story's terms (related.py)
 
 The tables, the engine and the migration hook are in tables.py and exported here.
 The aggregate modules have singular names (story.py, not stories.py) because the
@@ -26,6 +27,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
 from digest.store.edition import Editions
+from digest.store.related import RelatedIndex
 from digest.store.runs import Runs
 from digest.store.send import Sends
 from digest.store.story import Stories
@@ -57,6 +59,8 @@ from digest.store.tables import (
     sends,
     source_validators,
     stories,
+    story_index,
+    story_terms,
     subscribers,
     suppressions,
 )
@@ -65,6 +69,7 @@ __all__ = [
     "CONNECT_TIMEOUT",
     "MIGRATIONS",
     "Editions",
+    "RelatedIndex",
     "Runs",
     "Sends",
     "Store",
@@ -93,6 +98,8 @@ __all__ = [
     "sends",
     "source_validators",
     "stories",
+    "story_index",
+    "story_terms",
     "subscribers",
     "suppressions",
 ]
@@ -108,6 +115,7 @@ class Store:
         self.subscribers = Subscribers(self)
         self.sends = Sends(self)
         self.runs = Runs(self)
+        self.related = RelatedIndex(self)
 
     @classmethod
     def open(cls, url: str, *, upgrade: bool = True) -> Store:

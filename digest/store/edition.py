@@ -117,6 +117,41 @@ class Editions(Aggregate):
                 }
                 for p in edition.picks
             ]
+            rows += self._related_rows(conn, edition)
+            if rows:
+                conn.execute(edition_picks.insert(), rows)
+
+    @staticmethod
+    def _related_rows(conn: Connection, edition: Edition) -> list[dict[str, object]]:
+        """The edition's related picks as edition_picks rows, each with the id of the
+        story it is listed under (by that story's URL among the edition's picks)."""
+        ids = {p.story.url: p.story.id for p in edition.picks}
+        return [
+            {
+                "edition": edition.name,
+                "slot": "related",
+                "position": p.position,
+                "story_id": p.story.id,
+                "score": p.score,
+                "breakdown": json.dumps(p.breakdown, sort_keys=True),
+                "views": p.views,
+                "note": p.note,
+                "under_story_id": ids.get(p.under),
+            }
+            for p in edition.related
+        ]
+
+    def save_related(self, edition: Edition) -> None:
+        """Replace an edition's related picks (digest.related), keeping its other picks;
+        its renders describe the old list, so they go."""
+        with self.begin() as conn:
+            conn.execute(renders.delete().where(renders.c.edition == edition.name))
+            conn.execute(
+                edition_picks.delete().where(
+                    edition_picks.c.edition == edition.name, edition_picks.c.slot == "related"
+                )
+            )
+            rows = self._related_rows(conn, edition)
             if rows:
                 conn.execute(edition_picks.insert(), rows)
 
@@ -130,7 +165,9 @@ class Editions(Aggregate):
                 .where(edition_picks.c.edition == name)
                 .order_by(edition_picks.c.slot, edition_picks.c.position)
             ).all()
-        by_id = self.store.stories.stories_by_id(p.story_id for p in pick_rows)
+        by_id = self.store.stories.stories_by_id(
+            {p.story_id for p in pick_rows} | {p.under_story_id for p in pick_rows} - {None}
+        )
         picks = [
             Pick(
                 story=by_id[p.story_id],
@@ -140,6 +177,7 @@ class Editions(Aggregate):
                 breakdown=json.loads(p.breakdown),
                 views=p.views,
                 note=p.note,
+                under=by_id[p.under_story_id].url if p.under_story_id in by_id else "",
             )
             for p in pick_rows
         ]
@@ -164,6 +202,7 @@ class Editions(Aggregate):
             most_read=[p for p in picks if p.slot == "most_read"],
             note=row.note,
             left_out=left_out,
+            related=[p for p in picks if p.slot == "related"],
         )
 
     def set_edition_status(self, name: str, status: str) -> None:
@@ -191,6 +230,8 @@ class Editions(Aggregate):
             dropped=json.loads(row.dropped),
             subject=row.subject,
             note=row.note,
+            related_added=json.loads(row.related_added),
+            related_dropped=json.loads(row.related_dropped),
         )
         return overrides, row.revision
 
@@ -206,6 +247,8 @@ class Editions(Aggregate):
             "dropped": json.dumps(overrides.dropped),
             "subject": overrides.subject,
             "note": overrides.note,
+            "related_added": json.dumps(overrides.related_added),
+            "related_dropped": json.dumps(overrides.related_dropped),
             "updated_at": at,
             "revision": revision + 1,
         }

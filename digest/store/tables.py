@@ -141,6 +141,8 @@ edition_picks = Table(
     Column("breakdown", Text, nullable=False),  # JSON: {"recency": 0.8, ...}
     Column("views", Integer, nullable=False, default=0),
     Column("note", Text, nullable=False, default="", server_default=""),
+    # A "related" pick hangs under another story of the edition (digest.related).
+    Column("under_story_id", Integer, ForeignKey("stories.id"), nullable=True),
 )
 
 # An editor's changes to an edition (models.Overrides), kept apart from its picks so
@@ -158,6 +160,29 @@ edition_overrides = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     # Bumped by every save: two editors saving at once cannot lose a change.
     Column("revision", Integer, nullable=False, default=1),
+    # Related stories an editor added under the lead, or dropped: JSON lists of URLs.
+    Column("related_added", Text, nullable=False, default="[]", server_default="[]"),
+    Column("related_dropped", Text, nullable=False, default="[]", server_default="[]"),
+)
+
+# The related-stories index (digest.related): each story's weighted terms, and when
+# they were made (a story collected again since is indexed again). published_at is
+# kept beside each term so a window's postings are read from one index.
+story_index = Table(
+    "story_index",
+    metadata,
+    Column("story_id", Integer, ForeignKey("stories.id"), primary_key=True),
+    Column("published_at", UTCDateTime, nullable=False, index=True),
+    Column("indexed_at", UTCDateTime, nullable=False),
+    Column("terms", Text, nullable=False),  # JSON {term: weight}: the story's own vector
+)
+story_terms = Table(
+    "story_terms",
+    metadata,
+    Column("term", String(80), primary_key=True),
+    Column("published_at", UTCDateTime, primary_key=True),
+    Column("story_id", Integer, ForeignKey("stories.id"), primary_key=True),
+    Column("weight", Float, nullable=False),
 )
 
 # What editors did to an edition, newest last: shown beside the preview.
