@@ -33,7 +33,12 @@ locales: $(STAMP)
 		--project digest -o templates/locales/digest.pot .
 	$(VENV)/bin/pybabel -q update -i templates/locales/digest.pot -d templates/locales -D digest
 
+# The editors' note first (digest edit), then the morning job. Once the edition has gone
+# out it can no longer change: a second `make demo` says so and sends nobody twice.
 demo: $(STAMP) $(LOCALES_MO)
+	@$(VENV)/bin/digest edit 2025-12-05 --note-file examples/sample-newsroom/editors-note.txt \
+		--by "the demo" >/dev/null 2>&1 \
+		|| echo "note: the demo edition went out already; its editors' note stays as it was"
 	$(VENV)/bin/digest run --date 2025-12-05
 
 test: $(STAMP) $(LOCALES_MO) node_modules/.bin/prism

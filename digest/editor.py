@@ -325,7 +325,8 @@ def view(settings: Settings, store: Store, name: str) -> EditorView:
     overrides = store.editions.load_overrides(name)
     stories = _stories(settings, store, edition, overrides)
     placed = {p.story.url for p in edition.picks}
-    top = {p.story.url for p in [edition.lead, *edition.more] if p}
+    # The lead, More, and the Related lists (whose archive stories are not the window's).
+    top = {p.story.url for p in [edition.lead, *edition.more, *edition.related] if p}
     out = {o.story.url for o in edition.left_out}  # in Most Read, say, but not above
     dropped = set(overrides.dropped)
     return EditorView(

@@ -194,8 +194,8 @@ def test_collect_all_reads_cms_and_one_bad_source_stops_nothing(
     toml.write_text(toml.read_text().replace("[sources]\n", f"[sources]\ncms = {sources}\n"))
     settings = config.load(toml, env={"DIGEST_SECRET_KEY": "test"})
     result = collect_all(settings, store)
-    # 11 feed stories, 4 WordPress posts, 2 JSON Feed items.
-    assert (result.new, result.updated) == (17, 0)
+    # 26 feed stories (the day's 11, the archive's 15), 4 WordPress posts, 2 JSON Feed items.
+    assert (result.new, result.updated) == (32, 0)
     assert result.failed_sources == [str(broken)]
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [

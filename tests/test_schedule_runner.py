@@ -336,8 +336,10 @@ def test_a_failing_job_is_retried_logged_mailed_and_the_rest_go_on(
     logged: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    feed = '"examples/sample-newsroom/feed.xml"'
-    settings = newsroom_settings(newsroom, **{f"feeds = [{feed}]": f'feeds = [{feed}, "gone.xml"]'})
+    feeds = '"examples/sample-newsroom/feed.xml", "examples/sample-newsroom/archive.xml"'
+    settings = newsroom_settings(
+        newsroom, **{f"feeds = [{feeds}]": f'feeds = [{feeds}, "gone.xml"]'}
+    )
     schedule = schedule_for(settings)
     record(local_store, "collect", at(5, 0, day=4))
     record(local_store, "draft", at(5, 30, day=4))

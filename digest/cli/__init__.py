@@ -108,7 +108,7 @@ def main() -> None:
     except click.ClickException as error:
         err.print(f"error: {error.format_message()}", markup=False)
         sys.exit(error.exit_code)
-    except click.Abort:
+    except typer.Abort:
         err.print("error: stopped", markup=False)
         sys.exit(130)
     sys.exit(result if isinstance(result, int) else 0)

@@ -80,5 +80,6 @@ def progress() -> Iterator[Bars]:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err, disable=not err.is_terminal) as bar:
+    terminal = err.rich  # type: ignore[attr-defined]  # the Console itself (cli.base)
+    with Progress(*columns, console=terminal, disable=not terminal.is_terminal) as bar:
         yield Bars(bar)

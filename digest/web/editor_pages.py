@@ -154,9 +154,14 @@ def routes(settings: Settings, store: Store, pages: Pages, guard: Guard) -> list
             return notes.clear(request, answer)
         edition = view.edition
         above = [p.story for p in ([edition.lead] if edition.lead else []) + edition.more]
-        shown = [*above, *(p.story for p in edition.most_read), *view.others, *view.dropped]
+        shown = [
+            *above,
+            *(p.story for p in edition.related + edition.most_read),
+            *view.others,
+            *view.dropped,
+        ]
         # The note goes beside what it is about, when the page still shows it.
-        anchors = {"edition", "test", *(anchor(s) for s in shown)} - {""}
+        anchors = {"edition", "test", "related", *(anchor(s) for s in shown)} - {""}
         answer = page(
             request,
             "editor.html.j2",
