@@ -47,7 +47,7 @@ def _serve(app: object) -> tuple[str, uvicorn.Server]:
 def main() -> None:
     if not Path(CHROMIUM).exists():
         raise SystemExit("Chromium is needed: apt-get install chromium")
-    from digest import config, jobs
+    from digest import config, editor, jobs
     from digest.web import create_app
 
     with tempfile.TemporaryDirectory() as folder:
@@ -63,7 +63,12 @@ def main() -> None:
         try:
             served = replace(settings, base_url=site)
             jobs.collect(served, store)
-            edition = jobs.draft(served, store, DAY)
+            jobs.draft(served, store, DAY)
+            # The demo's editors' note, as `make demo` sets it.
+            note = (work / "examples/sample-newsroom/editors-note.txt").read_text().strip()
+            name = DAY.isoformat()
+            editor.edit(served, store, name, [editor.Change("note", note)], "the demo")
+            edition = jobs.load_edition(store, name)
             html, _ = jobs.write_edition(
                 served, jobs.render_edition(served, store, edition.name), work / "out"
             )
