@@ -41,6 +41,21 @@ from digest.store.tables import (
 )
 
 
+def _pick_row(edition: str, p: Pick, under: int | None = None) -> dict[str, object]:
+    """A pick as an edition_picks row; a related pick names the story it is listed under."""
+    return {
+        "edition": edition,
+        "slot": p.slot,
+        "position": p.position,
+        "story_id": p.story.id,
+        "score": p.score,
+        "breakdown": json.dumps(p.breakdown, sort_keys=True),
+        "views": p.views,
+        "note": p.note,
+        "under_story_id": under,
+    }
+
+
 @dataclass(frozen=True)
 class SentEdition:
     """An edition in the public archive: what went out, and when its send began."""
@@ -104,19 +119,7 @@ class Editions(Aggregate):
                     ),
                 )
             )
-            rows = [
-                {
-                    "edition": edition.name,
-                    "slot": p.slot,
-                    "position": p.position,
-                    "story_id": p.story.id,
-                    "score": p.score,
-                    "breakdown": json.dumps(p.breakdown, sort_keys=True),
-                    "views": p.views,
-                    "note": p.note,
-                }
-                for p in edition.picks
-            ]
+            rows = [_pick_row(edition.name, p) for p in edition.picks]
             rows += self._related_rows(conn, edition)
             if rows:
                 conn.execute(edition_picks.insert(), rows)
@@ -126,20 +129,7 @@ class Editions(Aggregate):
         """The edition's related picks as edition_picks rows, each with the id of the
         story it is listed under (by that story's URL among the edition's picks)."""
         ids = {p.story.url: p.story.id for p in edition.picks}
-        return [
-            {
-                "edition": edition.name,
-                "slot": "related",
-                "position": p.position,
-                "story_id": p.story.id,
-                "score": p.score,
-                "breakdown": json.dumps(p.breakdown, sort_keys=True),
-                "views": p.views,
-                "note": p.note,
-                "under_story_id": ids.get(p.under),
-            }
-            for p in edition.related
-        ]
+        return [_pick_row(edition.name, p, under=ids.get(p.under)) for p in edition.related]
 
     def save_related(self, edition: Edition) -> None:
         """Replace an edition's related picks (digest.related), keeping its other picks;
