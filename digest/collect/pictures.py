@@ -63,8 +63,12 @@ class Rehoster:
     def _original(self, url: str, source: str) -> Path | None:
         """The kept original of a heavy picture, or None to leave the link as it is."""
         stem = hashlib.blake2b(url.encode(), digest_size=16).hexdigest()
-        for kept in self.folder.glob(f"{stem}.*") if self.folder.is_dir() else ():
-            return None if kept.suffix == _LIGHT else kept
+        # A few stat calls by name, not a scan of the folder for every story collected.
+        if (self.folder / f"{stem}{_LIGHT}").exists():
+            return None
+        for _, kind in _KINDS:
+            if (kept := self.folder / f"{stem}.{kind}").exists():
+                return kept
         try:
             data = self.fetcher.fetch(url).data
         except InputError as exc:
