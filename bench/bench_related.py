@@ -28,11 +28,11 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from measure import ROOT
+from measure import ROOT, Row
 
 sys.path.insert(0, str(ROOT))
 
@@ -92,29 +92,40 @@ def timed(action) -> float:  # type: ignore[no-untyped-def]
     return time.perf_counter() - started
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--stories", type=int, default=50_000)
-    parser.add_argument("--queries", type=int, default=50)
-    parser.add_argument("--database-url", default="")
-    args = parser.parse_args()
+@dataclass
+class Figures:
+    stories: int
+    index_s: float
+    insert_s: float
+    one_median_ms: float
+    one_p95_ms: float
+    related_each: float
+    edition_ms: float
+    edition_more_ms: float
+    bare_ms: float
+    peak_mb: float
+
+
+def measure(count: int, queries: int, database_url: str = "") -> Figures:
+    """Make and index an archive of `count` stories, then time `queries` stories'
+    related and an edition's; prints each figure as it goes."""
     with tempfile.TemporaryDirectory() as folder:
-        url = args.database_url or f"sqlite:///{Path(folder) / 'bench.db'}"
+        url = database_url or f"sqlite:///{Path(folder) / 'bench.db'}"
         store = Store.open(url)
-        made = archive(args.stories)
+        made = archive(count)
         insert = timed(lambda: store.stories.upsert_stories(made))
         start, end = SEND_AT - timedelta(days=30), SEND_AT
         index = timed(lambda: related.refresh(store, start, end))
         print(
-            f"{args.stories:,} stories ({store.dialect}): indexed in {index:.1f} s "
-            f"({args.stories / index:,.0f} stories/s); reference: inserting them {insert:.1f} s"
+            f"{count:,} stories ({store.dialect}): indexed in {index:.1f} s "
+            f"({count / index:,.0f} stories/s); reference: inserting them {insert:.1f} s",
+            flush=True,
         )
-        ids = sorted(store.related.stale_story_ids(start, end) or [])
-        assert not ids, "every story indexed"
+        assert not store.related.stale_story_ids(start, end), "every story indexed"
         with store.begin() as conn:
             all_ids = list(conn.scalars(select(stories.c.id).order_by(stories.c.id)))
         rng = random.Random(7)
-        sample = store.stories.stories_by_id(rng.sample(all_ids, args.queries))
+        sample = store.stories.stories_by_id(rng.sample(all_ids, queries))
         settings = RelatedSettings()
         one: list[float] = []
         shown = 0
@@ -141,13 +152,14 @@ def main() -> None:
 
         bare = statistics.median(timed(select_archive) for _ in range(5))
         one.sort()
+        median, p95 = statistics.median(one), one[max(int(len(one) * 0.95) - 1, 0)]
         print(
-            f"one story's related, 30 days: median {statistics.median(one) * 1000:.1f} ms, "
-            f"p95 {one[int(len(one) * 0.95) - 1] * 1000:.1f} ms "
-            f"({shown / len(one):.1f} related each); "
-            f"reference: one SELECT of the archive {bare * 1000:.1f} ms"
+            f"one story's related, 30 days: median {median * 1000:.1f} ms, "
+            f"p95 {p95 * 1000:.1f} ms ({shown / len(one):.1f} related each); "
+            f"reference: one SELECT of the archive {bare * 1000:.1f} ms",
+            flush=True,
         )
-        day = [s for s in sample.values()][:9]
+        day = list(sample.values())[:9]
         picks = [
             Pick(story=s, slot="more", position=i, score=0.0) for i, s in enumerate(day[1:], 1)
         ]
@@ -161,20 +173,53 @@ def main() -> None:
             lead=Pick(story=day[0], slot="lead", position=0, score=1.0),
             more=picks,
         )
+        editions: list[float] = []
         for under_more in (False, True):
             wanted = replace(settings, under_more=under_more)
             seconds = statistics.median(
                 timed(lambda w=wanted: related.for_edition(store, edition, w, Overrides()))
                 for _ in range(3)
             )
+            editions.append(seconds)
             where = "the lead and 8 More stories" if under_more else "the lead"
             print(
                 f"an edition's related (under {where}): {seconds * 1000:.0f} ms; "
-                f"reference: one SELECT of the archive {bare * 1000:.1f} ms"
+                f"reference: one SELECT of the archive {bare * 1000:.1f} ms",
+                flush=True,
             )
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"peak memory of this process (archive made in memory included): {peak:.0f} MB")
         store.close()
+    return Figures(
+        count, index, insert, median * 1000, p95 * 1000, shown / len(one),
+        editions[0] * 1000, editions[1] * 1000, bare * 1000, peak,
+    )  # fmt: skip
+
+
+def rows(count: int = 50_000, queries: int = 50) -> list[Row]:
+    """make bench's lines: one story's related and an edition's, beside one SELECT of
+    the archive; indexing beside inserting the stories."""
+    got = measure(count, queries)
+    size = f"{count:,}"
+    return [
+        Row(f"related: index {size} stories", got.stories / got.index_s,
+            got.stories / got.insert_s, "stories/s", "inserting them"),
+        Row(f"related: one story's, from {size} (median of {queries})", got.one_median_ms,
+            got.bare_ms, "ms", "one SELECT of the archive", higher_is_better=False,
+            goal="< 50 ms"),
+        Row("related: an edition's (lead + 8 More, under_more)", got.edition_more_ms,
+            got.bare_ms, "ms", "one SELECT of the archive", higher_is_better=False,
+            goal="< 1000 ms"),
+    ]  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--stories", type=int, default=50_000)
+    parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--database-url", default="")
+    args = parser.parse_args()
+    measure(args.stories, args.queries, args.database_url)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ Every engine ranks, for each of the 150 articles, the 149 others; the figures ar
 
     .venv/bin/python bench/related_candidates.py [--engines digest,fts5,sklearn,postgres]
         [--database-url postgresql+psycopg://...]      (for postgres: ts_rank)
+    .venv/bin/python bench/related_candidates.py --thread-rules
+        (rules on the size of a story's thread, tried for the noise goal)
 
 scikit-learn is not a dependency of digest: run `--engines sklearn` with a Python that
 has it (`python -m venv /tmp/skl && /tmp/skl/bin/pip install scikit-learn`).
@@ -178,12 +180,78 @@ def sklearn_engine(items: list[Article], with_body: bool) -> Scores:
     ]
 
 
+def thread_rule(
+    items: list[Article], scores: Scores, rule: tuple[float, float, int]
+) -> tuple[float, float, float]:
+    """(related per topic article, per noise article, precision) when a story's related
+    (its top three at least `threshold` alike) are shown only if at least `k` stories
+    are `thread` alike to it: a rule on the size of the story's thread."""
+    threshold, thread, k = rule
+    n = len(items)
+    topic_counts, noise_counts, right = [], [], 0
+    for i in range(n):
+        ranked = sorted((j for j in range(n) if j != i), key=lambda j: -scores[i][j])
+        shown = [j for j in ranked[:3] if scores[i][j] >= threshold]
+        if sum(scores[i][j] >= thread for j in ranked) < k:
+            shown = []
+        if items[i][0] in TOPICS:
+            topic_counts.append(len(shown))
+            right += sum(items[j][0] == items[i][0] for j in shown)
+        else:
+            noise_counts.append(len(shown))
+    shown_topic = sum(topic_counts)
+    return (shown_topic / len(topic_counts), sum(noise_counts) / len(noise_counts),
+            right / max(shown_topic, 1))  # fmt: skip
+
+
+def search_thread_rules(
+    items: list[Article], engine: Callable[[list[Article], bool], Scores]
+) -> None:
+    """Every rule of a grid (threshold x thread threshold x thread size): which meet all
+    of issue 10's goals with body text and from headline and dek at once."""
+    body, short = engine(items, True), engine(items, False)
+    grid = [
+        (t / 1000, thread / 1000, k)
+        for t in range(30, 90, 5)
+        for thread in range(20, 90, 5)
+        for k in range(1, 30)
+    ]
+    meeting = []
+    for rule in grid:
+        b, h = thread_rule(items, body, rule), thread_rule(items, short, rule)
+        if (
+            b[0] >= 2.5
+            and h[0] >= 2.5
+            and b[1] <= 0.5
+            and h[1] <= 0.5
+            and b[2] >= 0.99
+            and h[2] >= 0.95
+        ):
+            meeting.append(rule)
+    print(
+        f"{len(grid)} thread rules tried; meeting every goal with body and from "
+        f"headline+dek: {meeting or 'none'}"
+    )
+    for rule in [(0.05, 0.05, 1), (0.05, 0.05, 13), (0.05, 0.05, 6), (0.08, 0.08, 4)]:
+        b, h = thread_rule(items, body, rule), thread_rule(items, short, rule)
+        print(f"  threshold {rule[0]}, thread {rule[1]}, size >= {rule[2]}: body topic "
+              f"{b[0]:.2f} noise {b[1]:.2f} precision {b[2]:.3f}; headline+dek topic "
+              f"{h[0]:.2f} noise {h[1]:.2f} precision {h[2]:.3f}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--engines", default="digest,fts5")
     parser.add_argument("--database-url", default="")
+    parser.add_argument(
+        "--thread-rules", action="store_true",
+        help="search rules on the size of a story's thread for the noise goal (digest's scores)",
+    )  # fmt: skip
     args = parser.parse_args()
     items = articles()
+    if args.thread_rules:
+        search_thread_rules(items, digest_engine)
+        return
     engines: dict[str, Callable[[list[Article], bool], Scores]] = {
         "digest": digest_engine,
         "fts5": fts5_engine,

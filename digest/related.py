@@ -8,14 +8,18 @@ comparison with SQLite FTS5/bm25, PostgreSQL ts_rank and scikit-learn):
   cut to a rough stem ("talks", "talked" → "talk"), and every pair of neighbouring
   words ("harbour ferry"). The headline counts twice, the dek and body once each
   (FIELD_WEIGHTS); a term's weight is 1 + ln(count), and the story keeps its
-  TERMS_PER_STORY heaviest terms, as a unit vector w.
+  TERMS_PER_STORY heaviest terms, as a unit vector w. Its POSTED_TERMS heaviest
+  are posted (what a story is found by); the whole vector is what it is scored on.
 - idf(t) = ln((1 + n) / (1 + df(t))) + 1, with n the indexed stories of the window
-  and df(t) those with the term: computed when asked, so it is the archive's own
-  and the same whatever order the stories came in.
+  and df(t) those that posted the term: computed when asked, so it is the archive's
+  own and the same whatever order the stories came in.
 - score(q, d) = Σ idf(t)² w_q(t) w_d(t) / Σ idf(t)² w_q(t)²: the share of the
   story's own weight that the other story shares (1 = the same terms, 0 = none).
 - Terms that more than 2% of the window's stories have (COMMON_SHARE) are not looked
   up: they would cost the most postings to read and add the least to a score.
+- The database draws up a shortlist of the SHORTLIST most alike through the
+  story's SHORTLIST_TERMS rarest terms that other stories have (short postings);
+  those are then scored here on their whole vectors.
 - A story is related when its score is at least `[related] threshold`; at most
   `[related] count` are shown, the highest first; equal scores (rounded to 6
   places) go by URL. The same stories in give the same related out, on SQLite and
@@ -30,11 +34,12 @@ Editors add or drop related stories under the lead (models.Overrides).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import re
 import unicodedata
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -46,6 +51,10 @@ from digest.store import Store
 
 FIELD_WEIGHTS: tuple[tuple[str, float], ...] = (("title", 2.0), ("dek", 1.0), ("body", 1.0))
 TERMS_PER_STORY = 160
+#: Of those, the heaviest are posted (story_terms): a story is shortlisted through
+#: them, then scored on its whole vector. Fewer postings are what keeps one story's
+#: related fast in a large archive (docs/related.md, "Speed").
+POSTED_TERMS = 60
 #: The store keeps terms in VARCHAR(80), a pair of words included; longer "words" are
 #: noise anyway (URLs, hashes).
 MAX_TERM_CHARS = 39
@@ -58,6 +67,8 @@ COMMON_SHARE = 0.02
 COMMON_FLOOR = 200
 #: How many of the most alike stories the database shortlists for the exact score.
 SHORTLIST = 40
+#: ... drawn up through this many of the story's terms, those that weigh most in a score.
+SHORTLIST_TERMS = 32
 #: Scores are compared rounded, so a last-digit difference in floating point between
 #: two machines never changes an order.
 DIGITS = 6
@@ -77,6 +88,7 @@ STOPWORDS = frozenset(_STOPWORDS.split())
 _SUFFIXES = (("ies", "y"), ("sses", "ss"), ("ing", ""), ("ed", ""), ("es", "e"), ("s", ""))
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _stem(word: str) -> str:
     """A rough English stem: enough that "talks", "talked", "talking" meet. A word is
     left at least three letters long, and "ss" is not a plural ("press")."""
@@ -119,9 +131,19 @@ def terms(story: Story) -> dict[str, float]:
     return {t: round(w / norm, 8) for t, w in kept}
 
 
+def posted(vector: dict[str, float]) -> list[str]:
+    """The terms a story is found by: its POSTED_TERMS heaviest (its own weights, so
+    the choice does not depend on what else is in the archive)."""
+    return sorted(vector, key=lambda t: (-vector[t], t))[:POSTED_TERMS]
+
+
 def index(store: Store, stories: Iterable[Story]) -> int:
     """Keep the terms of these stored stories (with ids), replacing any earlier ones."""
-    entries = [(s.id, s.published_at, terms(s)) for s in stories if s.id is not None]
+    entries = []
+    for story in stories:
+        if story.id is not None:
+            vector = terms(story)
+            entries.append((story.id, story.published_at, vector, posted(vector)))
     return store.related.save_terms(entries)
 
 
@@ -149,6 +171,8 @@ def scores(
     to it (by id; the story itself left out). The database draws up the shortlist
     (store.related.best_matches); the scores are summed here, in one order."""
     mine = store.related.terms_of(story.id) if story.id is not None else None
+    # The story's own postings count in the window's df when it is indexed in it.
+    own = set(posted(mine)) if mine and start <= story.published_at < end else set()
     if mine is None:
         mine = terms(story)
     if not mine:
@@ -158,13 +182,24 @@ def scores(
     idf2 = {t: (math.log((1 + n) / (1 + df.get(t, 0))) + 1) ** 2 for t in mine}
     common = max(COMMON_FLOOR, COMMON_SHARE * n)
     asked = {t: mine[t] * idf2[t] for t in mine if 0 < df.get(t, 0) <= common}
-    candidates = store.related.best_matches(asked, start, end, shortlist + 1)
-    postings = store.related.postings(asked, [i for i in candidates if i != story.id])
+    through = _shortlist_terms(asked, {t: df[t] - (t in own) for t in asked})
+    candidates = store.related.best_matches(through, start, end, shortlist + 1)
+    vectors = store.related.vectors(i for i in candidates if i != story.id)
     whole = sum(idf2[t] * w * w for t, w in sorted(mine.items()))
-    sums: defaultdict[int, float] = defaultdict(float)
-    for term, story_id, weight in postings:  # sorted by the store: one order everywhere
-        sums[story_id] += asked[term] * weight
-    return {story_id: round(total / whole, DIGITS) for story_id, total in sums.items()}
+    order = sorted(asked)  # one order of summing everywhere
+    found: dict[int, float] = {}
+    for story_id, theirs in vectors.items():
+        total = sum(asked[t] * theirs[t] for t in order if t in theirs)
+        found[story_id] = round(total / whole, DIGITS)
+    return found
+
+
+def _shortlist_terms(asked: dict[str, float], others: dict[str, int]) -> dict[str, float]:
+    """The terms the shortlist is drawn through: the SHORTLIST_TERMS that weigh most in
+    a score (the rarest) of those some other story has. A term only the story itself
+    has would find nothing; the rarest others have are short postings to read."""
+    findable = sorted((t for t in asked if others[t] > 0), key=lambda t: (-asked[t], t))
+    return {t: asked[t] for t in findable[:SHORTLIST_TERMS]}
 
 
 def related_to(

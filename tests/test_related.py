@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import replace
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -200,3 +200,25 @@ def test_index_refresh_follows_a_story_collected_again(settings: Settings, store
     feed.write_text(text.replace(title, title + " (corrected)", 1))
     jobs.collect(settings, store)
     assert related.refresh(store, start, end) == 1
+
+
+def test_a_story_indexed_again_counts_once_on_its_day(store: Store) -> None:
+    """The day counts behind the document frequencies: a story indexed again (its text
+    or its date changed) is counted once, on the day it is now published."""
+    first, second = as_stories(articles()[:2], with_body=False)
+    store.stories.upsert_stories([first, second])
+    stored = store.stories.stories_by_url([first.url, second.url])
+    story = stored[first.url]
+    term = related.posted(related.terms(story))[0]
+    day = story.published_at.replace(hour=0, minute=0, second=0)
+    window = (day - timedelta(days=3), day + timedelta(days=3))
+    for _ in range(3):
+        related.index(store, [story, stored[second.url]])
+    assert store.related.count_indexed(*window) == 2
+    assert store.related.document_frequencies([term], *window)[term] == 1
+    moved = replace(story, published_at=story.published_at - timedelta(days=10))
+    related.index(store, [moved])
+    assert store.related.count_indexed(*window) == 1
+    assert term not in store.related.document_frequencies([term], *window)
+    earlier = (window[0] - timedelta(days=10), window[1] - timedelta(days=10))
+    assert store.related.document_frequencies([term], *earlier) == {term: 1}
