@@ -16,6 +16,10 @@ loop) then measures, one after the other:
 
     .venv/bin/python bench/bench_web.py [--readers 20000] [--connections 16]
         [--events-per-post 200] [--database postgresql+psycopg://postgres@127.0.0.1:5432/test]
+
+Its lines in `make bench` (rows()): 10,000 readers on SQLite, then on PostgreSQL; each
+webhook mix beside the same posts verified, parsed and written in one transaction in
+the benchmark's own process (no HTTP, no digest), the floor of that work.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import base64
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -35,7 +40,7 @@ from bench_send import DAY, database
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from loadclient import Load, request, run
-from measure import DIGEST, ROOT, sample_newsroom
+from measure import DIGEST, ROOT, Row, Skip, postgres_url, quick, sample_newsroom
 
 from digest import config, jobs
 from digest.models import Subscriber
@@ -60,10 +65,13 @@ class Webhook:
         )
         self.verification_key = base64.b64encode(der).decode()
 
-    def post(self, events: list[dict[str, object]]) -> bytes:
+    def signed(self, events: list[dict[str, object]]) -> tuple[bytes, str, bytes]:
+        """(body, timestamp, signature) of one post of `events`."""
         body = json.dumps(events).encode()
         stamp = str(int(time.time()))
-        signature = self.key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+        return body, stamp, self.key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+
+    def post(self, body: bytes, stamp: str, signature: bytes) -> bytes:
         return request(
             "POST",
             "/webhooks/sendgrid",
@@ -74,6 +82,27 @@ class Webhook:
                 "X-Twilio-Email-Event-Webhook-Timestamp": stamp,
             },
         )
+
+    def bare(self, posts: list[tuple[bytes, str, bytes]]) -> Load:
+        """The reference: each post's signature verified, its JSON parsed and its events
+        written in one transaction (an in-memory SQLite table), here, no HTTP."""
+        public = self.key.public_key()
+        conn = sqlite3.connect(":memory:")
+        conn.execute("CREATE TABLE events (id TEXT PRIMARY KEY, email TEXT, event TEXT)")
+        count = 0
+        started = time.perf_counter()
+        for body, stamp, signature in posts:
+            public.verify(signature, stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+            events = json.loads(body)
+            with conn:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO events VALUES (?, ?, ?)",
+                    [(e["sg_event_id"], e["email"], e["event"]) for e in events],
+                )
+            count += len(events)
+        seconds = time.perf_counter() - started
+        conn.close()
+        return Load(count, seconds, [seconds / max(1, len(posts))] * len(posts), {})
 
 
 def events_for(mix: str, first: int, count: int) -> list[dict[str, object]]:
@@ -115,19 +144,18 @@ def serve(config_path: Path, env: dict[str, str], port: int) -> subprocess.Popen
     raise SystemExit("digest web did not answer /healthz within 60 s")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--readers", type=int, default=20_000)
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--events-per-post", type=int, default=200)
-    parser.add_argument("--work", type=Path, default=ROOT / "var" / "bench")
-    parser.add_argument("--database", help="a PostgreSQL URL: the store in a fresh schema")
-    args, _others = parser.parse_known_args()  # `make bench` passes every script the same
-    args.work.mkdir(parents=True, exist_ok=True)
+def measure(
+    readers: int, connections: int, per_post: int, work: Path, server_url: str | None
+) -> dict[str, Load]:
+    """The loads of one `digest web` on a fresh store (SQLite, or a schema on the
+    PostgreSQL `server_url`): "healthz", "unsubscribe" and "webhook MIX" (the last in
+    events), and "bare MIX": the same posts checked in this process (the reference)."""
+    work.mkdir(parents=True, exist_ok=True)
     hook = Webhook()
+    loads: dict[str, Load] = {}
     with (
-        tempfile.TemporaryDirectory(dir=args.work) as tmp,
-        database(Path(tmp), args.database) as url,
+        tempfile.TemporaryDirectory(dir=work) as tmp,
+        database(Path(tmp), server_url) as url,
     ):
         folder = Path(tmp)
         config_path = sample_newsroom(folder)
@@ -138,18 +166,18 @@ def main() -> None:
             "SENDGRID_WEBHOOK_VERIFICATION_KEY": hook.verification_key,
         }
         store = jobs.open_store(config.load(config_path, env=env))
-        readers = [f"reader{i:07d}@example{i % 97}.com" for i in range(args.readers)]
-        for start in range(0, len(readers), 10_000):
+        emails = [f"reader{i:07d}@example{i % 97}.com" for i in range(readers)]
+        for start in range(0, len(emails), 10_000):
             store.subscribers.import_subscribers(
-                [Subscriber(e, f"Reader {e[6:13]}") for e in readers[start : start + 10_000]]
+                [Subscriber(e, f"Reader {e[6:13]}") for e in emails[start : start + 10_000]]
             )
         store.close()
 
         port = free_port()
         server = serve(config_path, env, port)
-        where = "PostgreSQL" if args.database else "SQLite"
+        where = "PostgreSQL" if server_url else "SQLite"
         try:
-            healthz = [request("GET", "/healthz")] * args.readers
+            healthz = [request("GET", "/healthz")] * readers
             form = {"Content-Type": "application/x-www-form-urlencoded"}
             unsubscribes = [
                 request(
@@ -158,39 +186,86 @@ def main() -> None:
                     b"List-Unsubscribe=One-Click",
                     form,
                 )
-                for email in readers
+                for email in emails
             ]
-            per_post = args.events_per_post
             posts = {
-                mix: [
-                    hook.post(events_for(mix, first, per_post))
-                    for first in range(0, args.readers, per_post)
-                ]
+                mix: [hook.signed(events_for(mix, first, per_post))
+                      for first in range(0, readers, per_post)]
                 for mix in ("bounce", "delivery", "mixed")
-            }
-            run("127.0.0.1", port, healthz[:500], args.connections)  # warm-up
-            reference = run("127.0.0.1", port, healthz, args.connections)
-            print(reference.line(f"GET /healthz ({where}, reference)"), flush=True)
-            leave = run("127.0.0.1", port, unsubscribes, args.connections)
+            }  # fmt: skip
+            run("127.0.0.1", port, healthz[:500], connections)  # warm-up
+            loads["healthz"] = run("127.0.0.1", port, healthz, connections)
+            print(loads["healthz"].line(f"GET /healthz ({where}, reference)"), flush=True)
+            leave = loads["unsubscribe"] = run("127.0.0.1", port, unsubscribes, connections)
             print(leave.line(f"one-click unsubscribe POST ({where})"), flush=True)
             _check(leave, "one-click unsubscribe")
-            for mix, bodies in posts.items():
-                load = run("127.0.0.1", port, bodies, args.connections)
+            for mix, signed in posts.items():
+                load = run("127.0.0.1", port, [hook.post(*one) for one in signed], connections)
                 _check(load, f"webhook, {mix}")
                 events = Load(load.requests * per_post, load.seconds, load.latencies, {})
+                loads[f"webhook {mix}"] = events
+                bare = loads[f"bare {mix}"] = hook.bare(signed)
                 print(
                     events.line(f"webhook, {mix} posts of {per_post} ({where})", "events")
-                    + f"; {load.per_second:,.0f} posts/s",
+                    + f"; {load.per_second:,.0f} posts/s; verify + parse + one transaction "
+                    f"in this process: {bare.per_second:,.0f} events/s",
                     flush=True,
                 )
             print(
                 f"ratios to /healthz ({where}): unsubscribe "
-                f"{leave.per_second / reference.per_second:.2f}",
+                f"{leave.per_second / loads['healthz'].per_second:.2f}",
                 flush=True,
             )
         finally:
             server.terminate()
-            server.wait(30)
+            try:
+                server.wait(30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+    return loads
+
+
+def rows() -> list[Row]:
+    """The one-click unsubscribe and the webhook's bounce-heavy and mixed posts, on SQLite
+    and then on PostgreSQL (one line says so if there is none)."""
+    readers, per_post = (300, 50) if quick() else (10_000, 200)
+    work = ROOT / "var" / "bench"
+    table: list[Row] = []
+    for where in ("SQLite", "PostgreSQL"):
+        try:
+            server_url = postgres_url() if where == "PostgreSQL" else None
+        except Skip as why:
+            print(f"web on PostgreSQL: not run: {why}", flush=True)
+            break
+        loads = measure(readers, 16, per_post, work, server_url)
+        leave, healthz = loads["unsubscribe"], loads["healthz"]
+        table.append(
+            Row(f"one-click unsubscribe POST, 16 connections, {where}, {readers:,} readers "
+                f"(p99 {leave.percentile(99):.0f} ms; /healthz p99 "
+                f"{healthz.percentile(99):.0f} ms)", leave.per_second, healthz.per_second,
+                "requests/s", "`/healthz`, same client", goal="≥ 1,000/s, p99 < 50 ms")
+        )  # fmt: skip
+        for mix, name in (("bounce", "bounce-heavy"), ("mixed", "mixed")):
+            events, bare = loads[f"webhook {mix}"], loads[f"bare {mix}"]
+            table.append(
+                Row(f"event webhook, {name} posts of {per_post}, {where} ({events.requests:,} "
+                    f"events; p99 {events.percentile(99):.0f} ms a post)", events.per_second,
+                    bare.per_second, "events/s", "verify + parse + one transaction",
+                    goal="≥ 20,000 events/s")
+            )  # fmt: skip
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--readers", type=int, default=20_000)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--events-per-post", type=int, default=200)
+    parser.add_argument("--work", type=Path, default=ROOT / "var" / "bench")
+    parser.add_argument("--database", help="a PostgreSQL URL: the store in a fresh schema")
+    args, _others = parser.parse_known_args()
+    measure(args.readers, args.connections, args.events_per_post, args.work, args.database)
 
 
 def _check(load: Load, what: str) -> None:

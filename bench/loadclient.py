@@ -15,6 +15,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+#: Seconds a request may wait for its answer (or a connection to open) before the load
+#: fails with TimeoutError: a benchmark never waits forever on a server that hangs.
+TIMEOUT = 30.0
+
 
 @dataclass
 class Load:
@@ -54,7 +58,7 @@ def request(
 async def _connection(
     host: str, port: int, requests: Sequence[bytes], next_index: list[int], load: Load
 ) -> None:
-    reader, writer = await asyncio.open_connection(host, port)
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), TIMEOUT)
     try:
         while True:
             i = next_index[0]
@@ -63,7 +67,7 @@ async def _connection(
             next_index[0] = i + 1
             started = time.perf_counter()
             writer.write(requests[i])
-            head = await reader.readuntil(b"\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
             status = int(head[9:12])
             length = 0
             for line in head.split(b"\r\n")[1:]:
@@ -71,7 +75,7 @@ async def _connection(
                 if name.strip().lower() == b"content-length":
                     length = int(value)
             if length:
-                await reader.readexactly(length)
+                await asyncio.wait_for(reader.readexactly(length), TIMEOUT)
             load.latencies.append(time.perf_counter() - started)
             load.statuses[status] = load.statuses.get(status, 0) + 1
     finally:
