@@ -26,6 +26,7 @@ class Load:
     seconds: float
     latencies: list[float]  # seconds, one per request
     statuses: dict[int, int]  # HTTP status -> how many
+    cpu_ms: float = 0.0  # the server's CPU per request, when the benchmark measured it
 
     @property
     def per_second(self) -> float:
@@ -41,6 +42,7 @@ class Load:
             f"{what}: {self.per_second:,.0f} {unit}/s, p50 {self.percentile(50):.1f} ms, "
             f"p99 {self.percentile(99):.1f} ms ({self.requests:,} in {self.seconds:.2f} s, "
             f"median {statistics.median(self.latencies) * 1000:.1f} ms, statuses {self.statuses})"
+            + (f"; server CPU {self.cpu_ms:.3f} ms each" if self.cpu_ms else "")
         )
 
 
