@@ -7,13 +7,17 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DIGEST = ROOT / ".venv" / "bin" / "digest"
+#: The `digest` command of the virtualenv running the benchmark (`make bench VENV=...`).
+DIGEST = Path(sys.executable).with_name("digest")
+if not DIGEST.exists():
+    DIGEST = ROOT / ".venv" / "bin" / "digest"
 #: Set (to "1") by `bench/run.py --quick`; an environment variable, so children see it too.
 QUICK_ENV = "DIGEST_BENCH_QUICK"
 #: The longest any one child process of a benchmark may take before it is killed.
