@@ -11,8 +11,10 @@ with status 1 at the end. Scripts that do not give rows yet are run as they are,
 the table's benchmarks, their output printed (at smaller sizes with --quick).
 
 `--quick`: small sizes and one run of each, to prove the harness works (minutes, not the
-figures to keep). The full run takes about 20 minutes on the 2-core machine of
-docs/benchmarks.md; its results and that machine go in docs/benchmarks.md.
+figures to keep). The full run should take about 15 minutes on the idle 2-core machine
+of docs/benchmarks.md (estimated from its parts; over 20 at load 5 to 8), and must stay
+under 25: the sizes are chosen for that. Its results and the machine go in
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
