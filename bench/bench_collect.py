@@ -25,7 +25,6 @@ import functools
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,18 +33,19 @@ from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from measure import ROOT, sample_newsroom
+from measure import ROOT, Row, Skip, quick, run_child, sample_newsroom
 
 CORPUS = ROOT.parent / "shared" / "corpus"
 NOT_SOURCES = (".md", ".opml")  # SOURCE.md, MANIFEST.json's kin, an OPML list of feeds
 
 CHILD = r"""
-import json, logging, resource, shutil, sys, tempfile, time
+import json, logging, shutil, sys, tempfile, time
 from pathlib import Path
 import feedparser, httpx
 from digest import config
 from digest.collect import collect_all
 from digest.store import Store
+from measure import peak_kb
 
 job = json.loads(Path(sys.argv[1]).read_text())
 # Warnings about odd entries go nowhere: the figure is the collect, not the terminal.
@@ -103,7 +103,7 @@ for name, workload in job["workloads"].items():
         "stories": stories,
         "failed": failed,
     }
-figures["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+figures["peak_mb"] = peak_kb() / 1024  # VmHWM (bench/measure.py: not ru_maxrss)
 shutil.rmtree(work)
 print(json.dumps(figures))
 """
@@ -125,6 +125,12 @@ def served(folder: Path) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _child_env() -> dict[str, str]:
+    """The environment with bench/ on PYTHONPATH after whatever checkout is put first."""
+    paths = [os.environ.get("PYTHONPATH", ""), str(ROOT / "bench")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
 
 
 def corpus_sources() -> tuple[list[Path], list[Path]]:
@@ -169,32 +175,25 @@ def workloads(site: Path, base: str) -> dict[str, dict[str, object]]:
     return found
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5, help="fresh processes (default 5)")
-    parser.add_argument(
-        "--repeat", type=int, default=3, help="timings of each workload per run (default 3)"
-    )
-    args = parser.parse_args()
+def measure(runs_count: int, repeat: int) -> tuple[list[str], list[dict[str, object]]]:
+    """(the workloads' names, each run's figures)."""
     if not CORPUS.is_dir():
-        raise SystemExit(f"{CORPUS}: not found; the corpus is read from ../shared beside the repo")
+        raise Skip(f"{CORPUS}: not found; the corpus is read from ../shared beside the repo")
     with tempfile.TemporaryDirectory() as work:
         site = Path(work)
         toml = sample_newsroom(site)
         # The corpus is served and read where it is, through a link: never copied.
         (site / "corpus").symlink_to(CORPUS)
         with served(site) as base:
-            job = {"toml": str(toml), "repeat": args.repeat, "workloads": workloads(site, base)}
+            job = {"toml": str(toml), "repeat": repeat, "workloads": workloads(site, base)}
             (site / "job.json").write_text(json.dumps(job))
             runs = []
-            for run in range(1, args.runs + 1):
-                done = subprocess.run(
+            for run in range(1, runs_count + 1):
+                out = run_child(
                     [sys.executable, "-c", CHILD, str(site / "job.json")],
-                    cwd=work, capture_output=True, text=True, env=os.environ.copy(),
+                    cwd=work, env=_child_env(), timeout=600,
                 )  # fmt: skip
-                if done.returncode != 0:
-                    raise SystemExit(f"run {run} failed:\n{done.stdout}\n{done.stderr}")
-                figures = json.loads(done.stdout)
+                figures = json.loads(out)
                 runs.append(figures)
                 print(
                     f"run {run}: "
@@ -206,10 +205,49 @@ def main() -> None:
                     + f"; peak RSS {figures['peak_mb']:.0f} MB",
                     flush=True,
                 )
+    return list(job["workloads"]), runs
+
+
+def rows() -> list[Row]:
+    """The corpus's feeds, from files and over HTTP, each beside its bare read and parse."""
+    runs_count, repeat = (1, 1) if quick() else (3, 2)
+    names, runs = measure(runs_count, repeat)
+    table = []
+    for name in names:
+        if not name.startswith("corpus"):
+            continue
+        collect = statistics.median(r[name]["collect"] for r in runs) * 1000
+        bare = statistics.median(r[name]["bare"] for r in runs) * 1000
+        first = runs[0][name]
+        table.append(
+            Row(f"collect the corpus's {len(corpus_files())} feeds, {name.split(', ')[1]} "
+                f"({first['stories']} stories, {first['failed']} broken sources; fastest of "
+                f"{repeat} × {runs_count})", collect, bare, "ms", "read + feedparser",
+                higher_is_better=False, goal="(none set)")
+        )  # fmt: skip
+    return table
+
+
+def corpus_files() -> list[Path]:
+    feeds, cms = corpus_sources()
+    return feeds + cms
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="fresh processes (default 5)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="timings of each workload per run (default 3)"
+    )
+    args = parser.parse_args()
+    try:
+        names, runs = measure(args.runs, args.repeat)
+    except Skip as why:
+        raise SystemExit(str(why)) from None
     print(f"\nmedian of {args.runs} runs, each the fastest of {args.repeat}:")
     print("| workload | stories | sources failed | collect | bare reference | collect / bare |")
     print("| --- | --- | --- | --- | --- | --- |")
-    for name in job["workloads"]:
+    for name in names:
         collect = statistics.median(r[name]["collect"] for r in runs)
         bare = statistics.median(r[name]["bare"] for r in runs)
         first = runs[0][name]

@@ -103,17 +103,47 @@ def _measured_at(checkout: Path) -> dict[str, Any]:
         env = {**os.environ, "PYTHONPATH": str(checkout)}
         with err.open("w") as errors:
             # Output to files, never a pipe (bench/measure.py says why).
-            done = subprocess.run(
-                [sys.executable, __file__, "--child", str(out)],
-                env=env,
-                stdout=errors,
-                stderr=errors,
-                cwd=checkout,
-                check=False,
-            )
+            try:
+                done = subprocess.run(
+                    [sys.executable, __file__, "--child", str(out)],
+                    env=env,
+                    stdout=errors,
+                    stderr=errors,
+                    cwd=checkout,
+                    check=False,
+                    timeout=600,
+                )
+            except subprocess.TimeoutExpired:
+                sys.exit(f"error: measuring {checkout} took over 600 s: killed")
         if done.returncode != 0:
             sys.exit(f"error: measuring {checkout} failed:\n{err.read_text()[-2000:]}")
         return json.loads(out.read_text(encoding="utf-8"))
+
+
+def rows() -> list[Any]:
+    """The reading of Readability's pages beside a bare lxml parse of them; the scores
+    in the stage's name. The same with --quick: the corpus is what it is."""
+    sys.path.insert(0, str(HERE))
+    from measure import Row, Skip
+
+    if not (ROOT.parent / "shared" / "corpus").is_dir():
+        raise Skip(f"{ROOT.parent / 'shared' / 'corpus'} is missing (the shared corpus)")
+    got = _measured_at(ROOT)
+    read, fundus = got["readability"], got["fundus"]
+    print(
+        f"readability: {read['stories']}/{read['pages']} pages read in "
+        f"{got['readability_seconds']:.2f} s (bare lxml {got['bare_parse_seconds']:.2f} s); "
+        f"titles {read['title']}, dates {read['date']}/{read['dated']}, body F1 ≥ 0.8 "
+        f"{read['body_f1_over_0.8']}; fundus: titles {fundus['title']}/{fundus['pages']}",
+        flush=True,
+    )
+    return [
+        Row(f"read {read['pages']} pages of Readability's tests (titles {read['title']}/"
+            f"{read['stories']}, body F1 ≥ 0.8 {read['body_f1_over_0.8']}/{read['stories']}; "
+            f"fundus titles {fundus['title']}/{fundus['pages']})",
+            got["readability_seconds"] * 1000, got["bare_parse_seconds"] * 1000, "ms",
+            "lxml parse alone", higher_is_better=False, goal="(none set)"),
+    ]  # fmt: skip
 
 
 def main() -> None:

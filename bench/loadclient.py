@@ -15,6 +15,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+#: Seconds a request may wait for its answer (or a connection to open) before the load
+#: fails with TimeoutError: a benchmark never waits forever on a server that hangs.
+TIMEOUT = 30.0
+
 
 @dataclass
 class Load:
@@ -22,6 +26,7 @@ class Load:
     seconds: float
     latencies: list[float]  # seconds, one per request
     statuses: dict[int, int]  # HTTP status -> how many
+    cpu_ms: float = 0.0  # the server's CPU per request, when the benchmark measured it
 
     @property
     def per_second(self) -> float:
@@ -37,6 +42,7 @@ class Load:
             f"{what}: {self.per_second:,.0f} {unit}/s, p50 {self.percentile(50):.1f} ms, "
             f"p99 {self.percentile(99):.1f} ms ({self.requests:,} in {self.seconds:.2f} s, "
             f"median {statistics.median(self.latencies) * 1000:.1f} ms, statuses {self.statuses})"
+            + (f"; server CPU {self.cpu_ms:.3f} ms each" if self.cpu_ms else "")
         )
 
 
@@ -54,7 +60,7 @@ def request(
 async def _connection(
     host: str, port: int, requests: Sequence[bytes], next_index: list[int], load: Load
 ) -> None:
-    reader, writer = await asyncio.open_connection(host, port)
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), TIMEOUT)
     try:
         while True:
             i = next_index[0]
@@ -63,7 +69,7 @@ async def _connection(
             next_index[0] = i + 1
             started = time.perf_counter()
             writer.write(requests[i])
-            head = await reader.readuntil(b"\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT)
             status = int(head[9:12])
             length = 0
             for line in head.split(b"\r\n")[1:]:
@@ -71,7 +77,7 @@ async def _connection(
                 if name.strip().lower() == b"content-length":
                     length = int(value)
             if length:
-                await reader.readexactly(length)
+                await asyncio.wait_for(reader.readexactly(length), TIMEOUT)
             load.latencies.append(time.perf_counter() - started)
             load.statuses[status] = load.statuses.get(status, 0) + 1
     finally:

@@ -15,7 +15,6 @@ from typing import Any
 from sqlalchemy import (
     func,
     select,
-    update,
 )
 
 from digest.models import (
@@ -85,11 +84,9 @@ class Subscribers(Aggregate):
             return set()
         emails = list(rows)
         added: set[str] = set()
-        standing = (
-            select(suppressions.c.reason)
-            .where(suppressions.c.email == subscribers.c.email)
-            .scalar_subquery()
-        )
+        # The subscriber's status says why the address is suppressed: its first reason,
+        # whoever wrote it (a correlated subquery: the row just written, or the older one).
+        standing = "(SELECT reason FROM suppressions WHERE suppressions.email = subscribers.email)"
         with self.begin() as conn:
             # Straight through the driver, one multi-row INSERT ... RETURNING per chunk:
             # SQLAlchemy's per-row parameter processing was most of a webhook post's time.
@@ -110,12 +107,13 @@ class Subscribers(Aggregate):
                         tuple(parameters),
                     ).scalars()
                 )
-                # The subscriber's status says why the address is suppressed: its first
-                # reason, whoever wrote it.
-                conn.execute(
-                    update(subscribers)
-                    .where(subscribers.c.email.in_(chunk), subscribers.c.status != standing)
-                    .values(status=standing, updated_at=now())
+                # Through the driver too: building and caching the Core UPDATE cost four
+                # times what SQLite took to run it, for every group of one-click requests.
+                conn.exec_driver_sql(
+                    f"UPDATE subscribers SET status = {standing}, updated_at = {mark} "
+                    f"WHERE email IN ({', '.join([mark] * len(chunk))}) "
+                    f"AND status != {standing}",
+                    (created, *chunk),
                 )
         return added
 
