@@ -12,7 +12,6 @@ Prints, each beside a bare reference measured in the same run:
   over --queries stories, beside one SELECT of the archive's ids and titles;
 - an edition's related (for_edition: the lead, and with under_more the lead and eight
   "More" stories), beside the same SELECT;
-- the process's peak memory.
 
     .venv/bin/python bench/bench_related.py [--stories 50000] [--queries 50]
                                            [--database-url postgresql+psycopg://...]
@@ -23,7 +22,6 @@ from __future__ import annotations
 import argparse
 import random
 import re
-import resource
 import statistics
 import sys
 import tempfile
@@ -32,7 +30,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from measure import ROOT, Row
+from measure import ROOT, Row, quick
 
 sys.path.insert(0, str(ROOT))
 
@@ -103,7 +101,6 @@ class Figures:
     edition_ms: float
     edition_more_ms: float
     bare_ms: float
-    peak_mb: float
 
 
 def measure(count: int, queries: int, database_url: str = "") -> Figures:
@@ -187,18 +184,18 @@ def measure(count: int, queries: int, database_url: str = "") -> Figures:
                 f"reference: one SELECT of the archive {bare * 1000:.1f} ms",
                 flush=True,
             )
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"peak memory of this process (archive made in memory included): {peak:.0f} MB")
         store.close()
     return Figures(
         count, index, insert, median * 1000, p95 * 1000, shown / len(one),
-        editions[0] * 1000, editions[1] * 1000, bare * 1000, peak,
+        editions[0] * 1000, editions[1] * 1000, bare * 1000,
     )  # fmt: skip
 
 
 def rows(count: int = 50_000, queries: int = 50) -> list[Row]:
     """make bench's lines: one story's related and an edition's, beside one SELECT of
     the archive; indexing beside inserting the stories."""
+    if quick():
+        count, queries = 1_000, 5
     got = measure(count, queries)
     size = f"{count:,}"
     return [
