@@ -27,6 +27,7 @@ from sqlalchemy import (
     Engine,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -92,6 +93,8 @@ stories = Table(
     Column("body", Text, nullable=False, default="", server_default=""),
     Column("published_at", UTCDateTime, nullable=False, index=True),
     Column("collected_at", UTCDateTime, nullable=False),
+    # Which of a window's stories the related index must read again, from the index alone.
+    Index("ix_stories_published_collected", "published_at", "collected_at", "id"),
 )
 
 # What each feed or CMS source answered with last time (ETag, Last-Modified), sent back
@@ -175,6 +178,7 @@ story_index = Table(
     Column("published_at", UTCDateTime, nullable=False, index=True),
     Column("indexed_at", UTCDateTime, nullable=False),
     Column("terms", Text, nullable=False),  # JSON {term: weight}: the story's own vector
+    Index("ix_story_index_fresh", "story_id", "indexed_at", "published_at"),  # not the JSON
 )
 story_terms = Table(
     "story_terms",

@@ -1,4 +1,5 @@
-"""related stories: day counts of the index (term_days, index_days); index again
+"""related stories: day counts of the index (term_days, index_days), two covering
+indexes for the refresh; index again
 
 Stories now post their 60 heaviest terms, not all 160, and how many stories posted a
 term is kept per day (term_days) beside how many were indexed (index_days), so that a
@@ -33,9 +34,19 @@ def upgrade() -> None:
         sa.Column("day", sa.String(10), primary_key=True),
         sa.Column("stories", sa.Integer(), nullable=False),
     )
+    # related.refresh asks which of a window's stories are not indexed or changed since:
+    # answered from these two indexes, without reading the stories' rows or the vectors.
+    op.create_index(
+        "ix_stories_published_collected", "stories", ["published_at", "collected_at", "id"]
+    )
+    op.create_index(
+        "ix_story_index_fresh", "story_index", ["story_id", "indexed_at", "published_at"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_story_index_fresh", table_name="story_index")
+    op.drop_index("ix_stories_published_collected", table_name="stories")
     op.drop_table("index_days")
     op.drop_table("term_days")
     # The older code indexes again what has no terms: empty is right for it too.
