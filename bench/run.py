@@ -25,6 +25,7 @@ BENCHES = [
     "bench_import",
     "bench_render",
     "bench_collect_feeds",
+    "bench_events",
 ]
 #: Scripts without rows() yet: run with their default sizes, output printed as is.
 SCRIPTS = [

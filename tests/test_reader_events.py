@@ -238,7 +238,8 @@ def test_first_party_click_links_record_the_click_and_redirect_to_the_story(
             token = by_story[lead.url].rsplit("/", 1)[-1]
             forged_place = link_token(b"another secret", EDITION, Place("lead", 1, lead.id or 1))
             tampered = token.replace(".lead.", ".more.")
-            for bad in (forged_place, tampered, token[:-2] + "AA", "nonsense", "https:evil.example"):
+            broken = (token[:-2] + "AA", "nonsense", "https:evil.example")
+            for bad in (forged_place, tampered, *broken):
                 answer = httpx.get(f"{url}/r/{bad}")
                 assert answer.status_code == 404 and "location" not in answer.headers
                 assert "broken" in answer.text
