@@ -292,10 +292,11 @@ def render(settings: Settings, edition: Edition) -> RenderedEdition:
     """Render the edition once. Raises RenderError if the output fails its checks."""
     pictures = media.Publisher(settings)
     edition = tag_edition(safe_edition(edition, pictures), settings.campaign)
-    if settings.click_tracking:  # story links through the newsroom's own click links
-        edition = tracked_edition(edition, settings.base_url, settings.secret_key)
     logo_url = pictures.web_address(settings.newsroom.logo_url, media.LOGO_WIDTH)
     tokens = Tokens(new_key())
+    if settings.click_tracking:  # story links through the newsroom's own click links
+        reader = tokens.reader if settings.click_tracking_per_reader else ""
+        edition = tracked_edition(edition, settings.base_url, settings.secret_key, reader)
     templates = settings.templates_dir
     words = language(settings.newsroom.locale, templates)
     try:

@@ -7,6 +7,8 @@ requests over HTTP; a SendGrid-compatible server taking the send; SQLite and Pos
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import re
 import subprocess
@@ -261,3 +263,50 @@ def test_per_reader_tracking_needs_click_tracking(tmp_path: Path) -> None:
     )
     with pytest.raises(config.ConfigError, match="click_tracking = true"):
         config.load(path, env={"DIGEST_SECRET_KEY": SECRET})
+
+
+def test_per_reader_click_links_count_each_reader_once_per_link(settings: Settings) -> None:
+    room = replace(settings, click_tracking=True, click_tracking_per_reader=True)
+    readers = READERS[:3]
+    store = Store.open(room.database_url)
+    try:
+        store.subscribers.upsert_subscribers(readers)
+        result = jobs.send(room, store, EDITION, backend="outbox")
+        assert result.state == "done" and result.sent == 3
+        links: dict[str, list[str]] = {}
+        for path in sorted(Path(room.delivery.outbox_dir).rglob("*.eml")):
+            message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+            body = message.get_body(("html",))
+            assert body is not None
+            found = _links(body.get_content(), room.base_url)
+            links[str(message["To"])] = found
+            assert found and all(link.count("/") == 5 for link in found)  # .../r/TOKEN/READER
+            assert not any(message["To"].addresses[0].username in link for link in found)
+        assert len(links) == 3
+        lead = _picks(store)["lead"].story
+        first, second = (links[k] for k in sorted(links)[:2])
+        with serving(create_app(room, store)) as url:
+
+            def lead_link(mine: list[str]) -> str:
+                for link in mine:
+                    answer = httpx.get(url + link.removeprefix(room.base_url))
+                    if answer.headers["location"] == lead.url:
+                        return link
+                raise AssertionError("no link to the lead")
+
+            a, b = lead_link(first), lead_link(second)
+            assert a != b  # each reader's own link
+            for _ in range(3):  # the first reader clicks the lead again and again
+                assert httpx.get(url + a.removeprefix(room.base_url)).status_code == 302
+            # Another reader's part on this link: the link still works; counted as nobody's.
+            token = a.rsplit("/", 2)[-2]
+            changed = httpx.get(f"{url}/r/{token}/{'A' * 40}")
+            assert changed.status_code == 302
+        r = readership.report(store, EDITION)
+        assert r is not None
+        lead_place = next(p for p in r.places if p.slot == "lead")
+        # First reader once, second reader once, the changed reader part once.
+        assert lead_place.clicks == 3
+        assert r.unique_clicks == 2 and r.anonymous_clicks == 1  # two readers clicked
+    finally:
+        store.close()
