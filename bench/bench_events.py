@@ -9,7 +9,8 @@ events; beside a plain `SELECT count(*)` of the same edition's events.
 
     .venv/bin/python bench/bench_events.py [--posts 20] [--recipients 100000] [--events 1000000]
 
-SQLite in a temporary folder; DIGEST_BENCH_DATABASE_URL (PostgreSQL) to measure there.
+SQLite in a temporary folder; with DIGEST_BENCH_DATABASE_URL, on PostgreSQL, in a schema
+of its own.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ import socket
 import tempfile
 import threading
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,12 +35,11 @@ import uvicorn
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from measure import Row, sample_newsroom
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
 from digest import config, readership
 from digest.send.sendgrid_events import KEY_VARIABLE, SIGNATURE_HEADER, TIMESTAMP_HEADER
 from digest.store import Store
-from digest.store.events import sendgrid_events
 from digest.web import create_app
 
 EDITION = "2025-12-05"
@@ -83,15 +86,30 @@ class _Server:
         self.sock.close()
 
 
-def _store(folder: Path) -> tuple[config.Settings, Store]:
+@contextmanager
+def _store(folder: Path) -> Iterator[tuple[config.Settings, Store]]:
+    """The sample newsroom's settings and a store of its own: a SQLite file in `folder`,
+    or on PostgreSQL a schema made for this run and dropped after it (the database
+    may be one other benchmarks or tests use at the same time)."""
     settings = config.load(sample_newsroom(folder), env={"DIGEST_SECRET_KEY": "bench"})
-    url = os.environ.get("DIGEST_BENCH_DATABASE_URL") or f"sqlite:///{folder / 'digest.db'}"
-    settings = replace(settings, database_url=url)
+    server = os.environ.get("DIGEST_BENCH_DATABASE_URL", "")
+    schema = "bench_events_" + uuid.uuid4().hex[:8]
+    if server:
+        admin = create_engine(server.replace("postgresql://", "postgresql+psycopg://", 1))
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        url = f"{server}{'&' if '?' in server else '?'}options=-csearch_path%3D{schema}"
+    else:
+        url = f"sqlite:///{folder / 'digest.db'}"
     store = Store.open(url)
-    with store.begin() as conn:  # a PostgreSQL database used before: start clean
-        conn.execute(sendgrid_events.delete())
-        conn.execute(text("DROP TABLE IF EXISTS bench_bare"))
-    return settings, store
+    try:
+        yield replace(settings, database_url=url), store
+    finally:
+        store.close()
+        if server:
+            with admin.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            admin.dispose()
 
 
 def ingest(posts: int) -> tuple[float, float]:
@@ -105,8 +123,7 @@ def ingest(posts: int) -> tuple[float, float]:
         json.dumps([_event(p * 1000 + i, stamp) for i in range(1000)]).encode()
         for p in range(posts)
     ]
-    with tempfile.TemporaryDirectory() as folder:
-        settings, store = _store(Path(folder))
+    with tempfile.TemporaryDirectory() as folder, _store(Path(folder)) as (settings, store):
         env = {**settings.env, KEY_VARIABLE: base64.b64encode(public).decode()}
         app = create_app(replace(settings, env=env), store)
         with _Server(app) as server, httpx.Client(timeout=60) as client:
@@ -124,7 +141,6 @@ def ingest(posts: int) -> tuple[float, float]:
                 assert answer.status_code == 200, answer.text
             webhook = posts * 1000 / (time.perf_counter() - started)
         bare = _bare_insert(store, posts)
-        store.close()
     return webhook, bare
 
 
@@ -163,8 +179,7 @@ def report(recipients: int, events: int) -> tuple[float, float]:
     """(ms for the report, ms for SELECT count(*) of the edition's events)."""
     from digest.store.events import ReaderEvent, record_events
 
-    with tempfile.TemporaryDirectory() as folder:
-        _settings, store = _store(Path(folder))
+    with tempfile.TemporaryDirectory() as folder, _store(Path(folder)) as (_settings, store):
         now = datetime.now(UTC)
         with store.begin() as conn:
             conn.execute(
@@ -217,7 +232,6 @@ def report(recipients: int, events: int) -> tuple[float, float]:
             f"report of {recipients:,} recipients, {events:,} events: "
             f"{figures.unique_clicks:,} unique clicks, {figures.unique_opens:,} unique opens"
         )
-        store.close()
     return min(timings) * 1000, min(bare) * 1000
 
 
