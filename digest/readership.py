@@ -28,6 +28,7 @@ from typing import Any
 from digest.store import Store
 from digest.store.readership import (
     KindCount,
+    TrendRow,
     kind_counts,
     ledger,
     next_send_start,
@@ -35,7 +36,6 @@ from digest.store.readership import (
     place_counts,
     sent_editions,
     trend,
-    unplaced_clicks,
 )
 
 #: Editions in the trend.
@@ -164,10 +164,11 @@ def report(
         anonymous_clicks=anonymous,
         click_base=base,
         click_rate=_rate(unique_clicks, base) if unique_clicks or not anonymous else None,
-        other_clicks=unplaced_clicks(store, edition),
         provider_events=provider,
     )
     places = place_counts(store, edition)
+    figures.other_clicks = sum(p.clicks for p in places if not p.slot)
+    places = [p for p in places if p.slot]
     titles = store.stories.stories_by_id({p.story_id for p in places if p.story_id is not None})
     for place in sorted(places, key=lambda p: (_SLOT_ORDER.get(p.slot, 9), p.position)):
         story = titles.get(place.story_id) if place.story_id is not None else None
@@ -184,34 +185,30 @@ def report(
         figures.clicks_per_slot[place.slot] = (
             figures.clicks_per_slot.get(place.slot, 0) + place.counted
         )
-    for row in trend(store, sent_editions(store, trend_editions, before=edition)):
-        row_base = row.delivered or row.recipients
-        figures.trend.append(
-            TrendPoint(
-                row.edition,
-                row.recipients,
-                _rate(row.clickers, row_base) if row.clickers or not row.anonymous_clicks
-                else None,
-                _rate(row.human_openers, row.delivered) if row.delivered else None,
-            )
-        )  # fmt: skip
+    # The editions before this one from the trend query; this one from its own counts,
+    # already made (counting it again took as long as the rest of the report).
+    newest = sent_editions(store, trend_editions, before=edition)
+    earlier = [name for name in newest if name != edition][: trend_editions - 1]
+    figures.trend = [_point(row) for row in trend(store, earlier)]
+    this = TrendRow(edition, sent.recipients, delivered, figures.unique_opens or 0,
+                    unique_clicks, anonymous)  # fmt: skip
+    figures.trend.append(_point(this))
     return figures
+
+
+def _point(row: TrendRow) -> TrendPoint:
+    base = row.delivered or row.recipients
+    return TrendPoint(
+        row.edition,
+        row.recipients,
+        _rate(row.clickers, base) if row.clickers or not row.anonymous_clicks else None,
+        _rate(row.human_openers, row.delivered) if row.delivered else None,
+    )
 
 
 def reports_list(store: Store, limit: int = 100) -> list[TrendPoint]:
     """The newest sent editions with their headline figures, newest first."""
-    points = []
-    for row in reversed(trend(store, sent_editions(store, limit))):
-        base = row.delivered or row.recipients
-        points.append(
-            TrendPoint(
-                row.edition,
-                row.recipients,
-                _rate(row.clickers, base),
-                _rate(row.human_openers, row.delivered) if row.delivered else None,
-            )
-        )
-    return points
+    return [_point(row) for row in reversed(trend(store, sent_editions(store, limit)))]
 
 
 # -- charts ---------------------------------------------------------------------------
