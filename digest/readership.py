@@ -25,6 +25,7 @@ import html
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from digest.collect.urls import is_safe_link
 from digest.store import Store
 from digest.store.readership import (
     KindCount,
@@ -177,7 +178,8 @@ def report(
                 place.slot,
                 place.position,
                 story.title if story else "(a story no longer stored)",
-                story.url if story else "",
+                # Linked on the report page only if a browser may follow it safely.
+                story.url if story and is_safe_link(story.url) else "",
                 place.counted,
                 place.clicks,
             )
