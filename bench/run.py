@@ -37,6 +37,7 @@ BENCHES = [
     "bench_import",
     "bench_render",
     "bench_collect_feeds",
+    "bench_events",
 ]
 #: Scripts without rows() yet: run as they are, their output printed, with the options
 #: given here (full run, --quick). None left; kept for the next benchmark written as a

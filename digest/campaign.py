@@ -31,14 +31,21 @@ def tagged(url: str, tags: dict[str, str]) -> str:
     return urlunsplit(parts._replace(query=query))
 
 
-def _tag_pick(pick: Pick, settings: Campaign, edition: str) -> Pick:
-    content = "lead" if pick.slot == "lead" else f"{pick.slot}-{pick.position}"
-    tags = {
+def slot_tags(settings: Campaign, edition: str, slot: str, position: int) -> dict[str, str]:
+    """The tags of a story link in this place of the edition; none while tags are off.
+    (Also what a first-party click link redirects with: digest.clicks.)"""
+    if not settings.utm_source:
+        return {}
+    return {
         "utm_source": settings.utm_source,
         "utm_medium": settings.utm_medium,
         "utm_campaign": f"{settings.utm_campaign}-{edition}",
-        "utm_content": content,
+        "utm_content": "lead" if slot == "lead" else f"{slot}-{position}",
     }
+
+
+def _tag_pick(pick: Pick, settings: Campaign, edition: str) -> Pick:
+    tags = slot_tags(settings, edition, pick.slot, pick.position)
     return replace(pick, story=replace(pick.story, url=tagged(pick.story.url, tags)))
 
 

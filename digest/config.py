@@ -175,6 +175,10 @@ class Settings:
     #: copies (digest.collect.pictures); 0 = off.
     rehost_pictures_over_kb: int = 0
     related: RelatedSettings = field(default_factory=RelatedSettings)
+    #: Story links through base_url/r/<signed token>, counted there (digest.clicks);
+    #: per reader: each reader's links also carry their sealed address.
+    click_tracking: bool = False
+    click_tracking_per_reader: bool = False
 
     @property
     def secret_key(self) -> bytes:
@@ -213,7 +217,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "delivery": tuple(Delivery.__dataclass_fields__),
     "limits": tuple(Limits.__dataclass_fields__),
     "storage": ("data_dir", "database_url"),
-    "web": ("base_url", "rehost_pictures_over_kb"),
+    "web": ("base_url", "rehost_pictures_over_kb", "click_tracking", "click_tracking_per_reader"),
     "templates": ("dir",),
     "schedule": ("file",),
     "campaign": tuple(Campaign.__dataclass_fields__),
@@ -453,6 +457,13 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
     rehost = _get(wb, "rehost_pictures_over_kb", int, path, "web", 0)
     if rehost < 0:
         raise ConfigError(f"{path}: [web] rehost_pictures_over_kb must be 0 (off) or more")
+    click_tracking = _get(wb, "click_tracking", bool, path, "web", False)
+    per_reader = _get(wb, "click_tracking_per_reader", bool, path, "web", False)
+    if per_reader and not click_tracking:
+        raise ConfigError(
+            f"{path}: [web] click_tracking_per_reader = true needs click_tracking = true "
+            "(a reader's clicks are counted on the newsroom's own click links)"
+        )
 
     templates = _get(_section(raw, "templates", path), "dir", str, path, "templates", "")
     if templates and not _resolve(base, templates).is_dir():
@@ -478,6 +489,8 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
         limits=limits,
         campaign=_campaign(_section(raw, "campaign", path), path),
         rehost_pictures_over_kb=rehost,
+        click_tracking=click_tracking,
+        click_tracking_per_reader=per_reader,
         related=related_settings(_section(raw, "related", path), path, _get),
     )
 

@@ -35,7 +35,14 @@ def render_fingerprint(settings: Settings, edition: Edition) -> str:
     made_of = hashlib.blake2b(digest_size=16)
     made_of.update(
         json.dumps(
-            [state, repr(settings.newsroom), repr(settings.campaign), settings.base_url],
+            [
+                state,
+                repr(settings.newsroom),
+                repr(settings.campaign),
+                settings.base_url,
+                settings.click_tracking,
+                settings.click_tracking_per_reader,
+            ],
             default=str,
             sort_keys=True,
         ).encode()
@@ -55,6 +62,7 @@ def render_fingerprint(settings: Settings, edition: Edition) -> str:
         "tokens.py",
         "media.py",
         "note.py",
+        "clicks.py",
     ):
         made_of.update(Path(__file__).with_name(module).read_bytes())
     return made_of.hexdigest()

@@ -5,7 +5,8 @@ Jinja2 (autoescape off) for the text part. Per-recipient values are tokens
 (digest.tokens) that the send stage fills, so nothing here runs per recipient; what a
 source wrote is made inert first, so it can never become one.
 
-On the way: pictures published (digest.media), story links tagged (digest.campaign),
+On the way: pictures published (digest.media), story links tagged (digest.campaign) and,
+when the newsroom counts clicks itself, sent through its click links (digest.clicks),
 the words in the newsroom's language (digest.locale), colours for light and dark
 (digest.palette), mjml-python's escaping bug worked around (_mjml_safe), premailer kept
 from rewriting pixel widths; then render_checks. docs/email.md says why for each.
@@ -31,6 +32,7 @@ from premailer import Premailer
 
 from digest import media, note, tokens as _tokens
 from digest.campaign import tag_edition
+from digest.clicks import tracked_edition
 from digest.collect.urls import is_safe_link
 from digest.config import Settings
 from digest.locale import Language, language
@@ -292,6 +294,9 @@ def render(settings: Settings, edition: Edition) -> RenderedEdition:
     edition = tag_edition(safe_edition(edition, pictures), settings.campaign)
     logo_url = pictures.web_address(settings.newsroom.logo_url, media.LOGO_WIDTH)
     tokens = Tokens(new_key())
+    if settings.click_tracking:  # story links through the newsroom's own click links
+        reader = tokens.reader if settings.click_tracking_per_reader else ""
+        edition = tracked_edition(edition, settings.base_url, settings.secret_key, reader)
     templates = settings.templates_dir
     words = language(settings.newsroom.locale, templates)
     try:

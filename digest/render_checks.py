@@ -15,6 +15,7 @@ what to cut, unless the operator says to send it anyway (`--allow-clipped`).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,8 +51,9 @@ class ClippedError(SendError):
 
 def _check_tokens_html(doc: Any, html: str, tokens: Tokens) -> None:
     """Per-recipient values only where a template may put them (digest.tokens): the
-    unsubscribe link as a whole href, the greeting as text; no other token anywhere."""
-    own = {tokens.greeting, tokens.unsubscribe_url}
+    unsubscribe link as a whole href, the greeting as text, the reader's click-link part
+    only at the end of a first-party click link's href; no other token anywhere."""
+    own = {tokens.greeting, tokens.unsubscribe_url, tokens.reader}
     for found in set(TOKEN_SYNTAX.findall(html)) - own:
         raise RenderError(
             f"rendered HTML holds {found[:40]!r}, which is not one of this copy's tokens; "
@@ -64,6 +66,8 @@ def _check_tokens_html(doc: Any, html: str, tokens: Tokens) -> None:
         element = attribute.getparent()
         if attribute.attrname == "href" and value.strip() == tokens.unsubscribe_url:
             continue
+        if attribute.attrname == "href" and _is_click_link(value.strip(), tokens.reader):
+            continue
         raise RenderError(
             f"rendered HTML has a per-recipient token in <{element.tag} "
             f"{attribute.attrname}=...>; a template may put tokens.unsubscribe_url only as a "
@@ -75,9 +79,27 @@ def _check_tokens_html(doc: Any, html: str, tokens: Tokens) -> None:
         raise RenderError("the template has no unsubscribe link (tokens.unsubscribe_url)")
 
 
+def _is_click_link(href: str, reader: str) -> bool:
+    """A first-party click link with the reader's part (digest.clicks): http(s), a path
+    ending /r/<link token>/<the reader token>, no query, nothing after the token."""
+    if not href.endswith("/" + reader):
+        return False
+    parts = urlsplit(href.removesuffix(reader))
+    return (
+        parts.scheme in ("http", "https")
+        and not parts.query
+        and not parts.fragment
+        and _CLICK_PATH.fullmatch(parts.path.rsplit("/r/", 1)[-1]) is not None
+        and "/r/" in parts.path
+    )
+
+
+_CLICK_PATH = re.compile(r"[A-Za-z0-9._-]+/")
+
+
 def check_text(text: str, tokens: Tokens) -> None:
-    """The text part: only its own two tokens, and the unsubscribe link among them."""
-    own = {tokens.greeting_text, tokens.unsubscribe_url}
+    """The text part: only its own tokens, and the unsubscribe link among them."""
+    own = {tokens.greeting_text, tokens.unsubscribe_url, tokens.reader}
     for found in set(TOKEN_SYNTAX.findall(text)) - own:
         raise RenderError(
             f"the text part holds {found[:40]!r}, which is not one of this copy's tokens"

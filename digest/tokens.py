@@ -75,6 +75,13 @@ class Tokens:
     def unsubscribe_url(self) -> str:
         return self._token("unsubscribe_url")
 
+    @functools.cached_property
+    def reader(self) -> str:
+        """The reader's part of a first-party click link (`[web]
+        click_tracking_per_reader`: digest.clicks); render puts it at the end of the
+        story links' hrefs, never where a template writes."""
+        return self._token("reader")
+
     def for_html(self) -> dict[str, str]:
         """What the MJML template sees as `tokens`."""
         return {"greeting": self.greeting, "unsubscribe_url": self.unsubscribe_url}
@@ -84,14 +91,18 @@ class Tokens:
         return {"greeting": self.greeting_text, "unsubscribe_url": self.unsubscribe_url}
 
     def values(
-        self, greeting_html: str, greeting_text: str, unsubscribe_url: str
+        self, greeting_html: str, greeting_text: str, unsubscribe_url: str, reader: str = ""
     ) -> dict[str, str]:
-        """Token -> value, for one reader (or for a preview that is nobody's)."""
-        return {
+        """Token -> value, for one reader (or for a preview that is nobody's); the
+        reader's click-link part only when given (a copy with per-reader click links)."""
+        values = {
             self.greeting: greeting_html,
             self.greeting_text: greeting_text,
             self.unsubscribe_url: unsubscribe_url,
         }
+        if reader:
+            values[self.reader] = reader
+        return values
 
 
 def inert_text(value: str) -> str:

@@ -26,6 +26,8 @@ LAYERS: list[tuple[str, frozenset[str]]] = [
                 "rank",
                 "related",
                 "copies",
+                "clicks",
+                "readership",
                 "render",
                 "render_checks",
                 "campaign",

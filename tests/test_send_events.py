@@ -92,7 +92,7 @@ def test_the_webhook_keeps_each_delivery_event_of_a_batch_once(
             event("b", "delivered", edition=EDITION, batch="3"),
             event("a", "processed", edition=EDITION, batch="3"),  # SendGrid repeated it
             event("c", "deferred", unique_args={"edition": EDITION, "batch": "4"}),
-            event("d", "open", edition=EDITION, batch="3"),  # engagement: not kept
+            event("d", "open", edition=EDITION, batch="3"),  # kept, but settles nothing
             event("e", "processed", edition=EDITION, batch="1733412345678901"),  # a test copy
             event("f", "processed", edition="alerts", batch="7"),  # a notice to operators
             event("g", "processed"),  # another newsletter of the same account
@@ -102,11 +102,12 @@ def test_the_webhook_keeps_each_delivery_event_of_a_batch_once(
     for _ in range(2):  # and SendGrid posted the whole request again
         answer = httpx.post(f"{url}/webhooks/sendgrid", content=body, headers=key.headers(body))
         assert answer.status_code == 200, answer.text
-        assert answer.json()["recorded"] == 4
+        assert answer.json()["recorded"] == 5
     assert _stored(store) == [
         ("a", EDITION, 3, "processed"),
         ("b", EDITION, 3, "delivered"),
         ("c", EDITION, 4, "deferred"),
+        ("d", EDITION, 3, "open"),
         ("h", EDITION, 5, "bounce"),
     ]
     assert event_counts(store, EDITION, [3, 4, 6]) == {

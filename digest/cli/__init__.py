@@ -6,6 +6,7 @@ order `digest --help` lists them:
 - `editions`: run, collect, draft, edit, approve, render (stories and editions)
 - `related`: related (the related stories of any stored story)
 - `sending`: send, sends, worker
+- `reports`: report (what readers did with a sent edition)
 - `web`: web
 - `schedule`: schedule
 - `subscribers`: the `digest subscribers ...` group
@@ -25,7 +26,7 @@ from typing import Annotated, Any
 
 import typer
 
-from digest.cli import editions, related, schedule, sending, subscribers, web
+from digest.cli import editions, related, reports, schedule, sending, subscribers, web
 from digest.cli.base import Group, console, err
 
 app = typer.Typer(
@@ -40,6 +41,7 @@ app = typer.Typer(
 app.add_typer(editions.app)
 app.add_typer(related.app)
 app.add_typer(sending.app)
+app.add_typer(reports.app)
 app.add_typer(web.app)
 app.add_typer(schedule.app)
 app.add_typer(subscribers.app, name="subscribers")

@@ -80,6 +80,22 @@ class Letter:
         """The tokens this copy was rendered with (its own random key: digest.tokens)."""
         return Tokens(self.rendered.token_key)
 
+    @functools.cached_property
+    def _reader_seal(self) -> Callable[[str], str] | None:
+        """Seals a reader's address for this copy's click links (`[web]
+        click_tracking_per_reader`: digest.clicks); None for a copy without them."""
+        token = self.tokens.reader
+        if token not in self.rendered.html and token not in self.rendered.text:
+            return None
+        from digest.clicks import ReaderSeal
+
+        return functools.partial(ReaderSeal(self.secret).seal, self.edition)
+
+    def reader_part(self, recipient: Recipient) -> str:
+        """The reader's part of their click links, "" for a copy without per-reader links."""
+        seal = self._reader_seal
+        return seal(recipient.email) if seal is not None else ""
+
     def greeting_for(self, name: str) -> tuple[str, str]:
         """The greeting for a reader of this name: (HTML-escaped, plain text)."""
         if not name:
@@ -102,7 +118,10 @@ class Letter:
         """
         greeting_html, greeting_text = self.greeting_for(recipient.name)
         return self.tokens.values(
-            greeting_html, greeting_text, unsubscribe_url or self.unsubscribe_url(recipient)
+            greeting_html,
+            greeting_text,
+            unsubscribe_url or self.unsubscribe_url(recipient),
+            self.reader_part(recipient),
         )
 
     def unsubscribe_targets(self, unsubscribe_url: str) -> str:

@@ -151,6 +151,7 @@ class RequestWriter:
         self._greeting = tokens.greeting
         self._greeting_text = tokens.greeting_text
         self._unsubscribe_url = tokens.unsubscribe_url
+        self._reader = tokens.reader
         sender: dict[str, str] = {"email": letter.from_email}
         if letter.from_name:
             sender["name"] = letter.from_name
@@ -201,6 +202,9 @@ class RequestWriter:
                 self._greeting_text: greeting_text,
                 self._unsubscribe_url: url,
             }
+            reader = self.letter.reader_part(recipient)
+            if reader:  # a copy with per-reader click links (digest.clicks)
+                substitutions[self._reader] = reader
         else:
             substitutions = _substitutions_fit(self.letter, recipient, url)
         return {

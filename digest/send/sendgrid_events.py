@@ -1,6 +1,7 @@
 """SendGrid's Signed Event Webhook: check a request came from SendGrid, then turn its
-bounces, spam reports and unsubscribes into suppressions, and keep its delivery events,
-which settle the batches a crash left in doubt (send/doubt.py).
+bounces, spam reports and unsubscribes into suppressions, and keep every event about
+an edition of ours: the delivery events settle the batches a crash left in doubt
+(send/doubt.py), and all of them make the edition's report (digest.readership).
 
 The provider-specific half of the webhook (like listmonk's bounce/webhooks/sendgrid.go);
 digest/web/app.py only hands over the raw request.
@@ -23,7 +24,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,9 +32,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from email_validator import EmailNotValidError
 from sendgrid.helpers.eventwebhook import EventWebhook, EventWebhookHeader
 
+from digest.clicks import Places
 from digest.errors import ConfigError, DigestError, InputError
 from digest.store import Store
-from digest.store.events import DeliveryEvent, record_events
+from digest.store.events import ReaderEvent, pick_places, record_events
 from digest.subscribers import normalise_email
 
 log = logging.getLogger("digest.send.sendgrid_events")
@@ -76,13 +78,30 @@ _DROPPED_BECAUSE = {
 }
 
 
-# Delivery events: SendGrid emits one of these for a message only once it has accepted
-# the request that carried it, so any of them settles that message's batch (send/doubt.py).
-# Each carries `sg_event_id`, `email`, `timestamp` and the message's custom args; v3
-# custom_args come back as top-level keys of the event ("Unique Arguments": the
-# arguments appear in the event's JSON), older integrations saw them under
-# `unique_args`, which the reference still lists for delivery events.
-RECORDED_EVENTS = frozenset({"processed", "dropped", "deferred", "delivered", "bounce"})
+# Every event SendGrid posts about a message carries `sg_event_id`, `email`, `timestamp`
+# and the message's custom args; v3 custom_args come back as top-level keys of the event
+# ("Unique Arguments": the arguments appear in the event's JSON), older integrations saw
+# them under `unique_args`, which the reference still lists. A `click` has the `url`
+# clicked; an `open` has `sg_machine_open` (true when Apple Mail Privacy Protection or
+# another proxy fetched the pictures, not the reader: "Event Webhook Reference").
+# The delivery kinds among them settle batches in doubt (store.events.DELIVERY_KINDS).
+KEPT_EVENTS = frozenset(
+    {
+        "processed",
+        "dropped",
+        "deferred",
+        "delivered",
+        "bounce",
+        "open",
+        "click",
+        "spamreport",
+        "unsubscribe",
+        "group_unsubscribe",
+    }
+)
+#: A clicked URL is kept to this length (the column's).
+_MAX_URL = 2000
+_MAX_DETAIL = 200
 _EDITION = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 #: A send's batch numbers; a test copy's "batch" is the clock in microseconds
 #: (send.send_now), sixteen digits, and belongs to no send.
@@ -110,7 +129,7 @@ class EventReport:
     kinds: dict[str, int] = field(default_factory=dict)  # "bounce": 3, "delivered": 40, ...
     suppressions: dict[str, int] = field(default_factory=dict)  # "bounced": 2, ...
     new_suppressions: int = 0  # addresses suppressed by this request, not already before
-    recorded: int = 0  # delivery events of a send's batch, kept (a repeat is kept once)
+    recorded: int = 0  # events about a send's batch, kept (a repeat is kept once)
     ignored: int = 0
     rejected: list[str] = field(default_factory=list)
 
@@ -260,9 +279,10 @@ def _suppress(store: Store, report: EventReport, wanted: list[tuple[str, str, st
     report.new_suppressions = len(store.subscribers.suppress_all(wanted))
 
 
-def delivery_event(event: Mapping[str, Any]) -> DeliveryEvent | None:
-    """The delivery event to keep, or None: another kind, or about no batch of a send."""
-    if event.get("event") not in RECORDED_EVENTS:
+def reader_event(event: Mapping[str, Any]) -> ReaderEvent | None:
+    """The event to keep, or None: a kind we do not know, or about no batch of a send."""
+    kind = event.get("event")
+    if kind not in KEPT_EVENTS:
         return None
     args: Mapping[str, Any] = event
     if "edition" not in event and isinstance(event.get("unique_args"), dict):
@@ -277,14 +297,24 @@ def delivery_event(event: Mapping[str, Any]) -> DeliveryEvent | None:
         timestamp = datetime.fromtimestamp(float(stamp), UTC)
     except (TypeError, ValueError, OverflowError, OSError):
         return None
-    return DeliveryEvent(
+    url = event.get("url") if kind == "click" else None
+    machine = event.get("sg_machine_open") if kind == "open" else None
+    detail = event.get("type") if kind == "bounce" else event.get("reason")
+    return ReaderEvent(
         sg_event_id=_event_id(event),
         edition=edition,
         batch=int(batch),
         email=email.strip().lower()[:320],
-        event=str(event["event"]),
+        event=str(kind),
         timestamp=timestamp,
+        url=url[:_MAX_URL] if isinstance(url, str) and url else None,
+        machine_open=machine if isinstance(machine, bool) else None,
+        detail=str(detail)[:_MAX_DETAIL] if kind in ("bounce", "dropped") and detail else None,
     )
+
+
+#: The name it had when only delivery events were kept.
+delivery_event = reader_event
 
 
 def _event_id(event: Mapping[str, Any]) -> str:
@@ -301,17 +331,32 @@ def _event_id(event: Mapping[str, Any]) -> str:
 
 
 def record(store: Store, events: list[Any], report: EventReport) -> None:
-    """Keep the delivery events of our sends' batches (send/doubt.py settles by them)."""
+    """Keep the events about our sends' batches."""
     _record(store, report, delivery_events(events))
 
 
-def delivery_events(events: list[Any]) -> list[DeliveryEvent]:
-    return [e for e in map(delivery_event, filter(_is_object, events)) if e is not None]
+def delivery_events(events: list[Any]) -> list[ReaderEvent]:
+    return [e for e in map(reader_event, filter(_is_object, events)) if e is not None]
 
 
-def _record(store: Store, report: EventReport, kept: list[DeliveryEvent]) -> None:
-    record_events(store, kept)
-    report.recorded = len({e.sg_event_id for e in kept})
+def _record(store: Store, report: EventReport, kept: list[ReaderEvent]) -> None:
+    report.recorded = record_events(store, placed(store, kept))
+
+
+def placed(store: Store, events: list[ReaderEvent]) -> list[ReaderEvent]:
+    """The events, each click with the place of its link in the edition (slot, position,
+    story), from the edition's picks: one query per edition clicked in this request."""
+    places: dict[str, Places] = {}
+    out = []
+    for e in events:
+        if e.event == "click" and e.url:
+            if e.edition not in places:
+                places[e.edition] = Places(pick_places(store, e.edition))
+            found = places[e.edition].place_of(e.url)
+            if found is not None:
+                e = replace(e, slot=found.slot, position=found.position, story_id=found.story_id)
+        out.append(e)
+    return out
 
 
 def _is_object(event: Any) -> bool:
@@ -330,7 +375,7 @@ class Received:
 
     report: EventReport
     suppressions: list[tuple[str, str, str]]  # (email, reason, source)
-    delivery: list[DeliveryEvent]
+    delivery: list[ReaderEvent]  # every event to keep, not only delivery events
 
 
 def read(
@@ -360,8 +405,7 @@ def write(store: Store, received: Received) -> EventReport:
     _suppress(store, report, received.suppressions)
     _record(store, report, received.delivery)
     log.info(
-        "sendgrid webhook: %d events, %d new suppressions, %d delivery events kept, "
-        "%d ignored, %d rejected",
+        "sendgrid webhook: %d events, %d new suppressions, %d events kept, %d ignored, %d rejected",
         report.events,
         report.new_suppressions,
         report.recorded,
@@ -381,6 +425,6 @@ def receive(
     asm_group_id: int | None = None,
     now: float | None = None,
 ) -> EventReport:
-    """One webhook request, start to end: verify, parse, suppress, keep delivery events."""
+    """One webhook request, start to end: verify, parse, suppress, keep the events."""
     received = read(verifier, body, signature, timestamp, asm_group_id=asm_group_id, now=now)
     return write(store, received)

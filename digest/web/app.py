@@ -1,7 +1,8 @@
 """The web app: the unsubscribe pages (RFC 8058 one-click) and SendGrid's signed event
 webhook, both ending in suppressions; the archive of sent editions with their web
-copies and its feed (archive); and, for the newsroom only, the editor's pages
-(editor_pages) and the operators' (sends_pages).
+copies and its feed (archive); the newsroom's own click links (clicks); and, for the
+newsroom only, the editor's pages (editor_pages), the operators' (sends_pages) and
+the editions' reports (reports_pages).
 
 Thin: requests in, pages out. What happens is decided by digest.subscribers (leaving),
 digest.send.sendgrid_events (SendGrid's events), digest.editor and digest.jobs.
@@ -39,7 +40,7 @@ from digest.send.sendgrid_events import (
 )
 from digest.store import Store
 from digest.subscribers import Unsubscribed, left_already, masked, token_address, unsubscribe_all
-from digest.web import archive, editor_pages, sends_pages
+from digest.web import archive, clicks, editor_pages, reports_pages, sends_pages
 from digest.web.access import OFF, Guard
 from digest.web.forms import form_fields, read_body
 from digest.web.pages import READER_HEADERS, Pages
@@ -167,7 +168,9 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             *archive.routes(settings, db, pages),
             Route("/media/{name}", picture, methods=["GET"]),
             Route("/webhooks/sendgrid", sendgrid_webhook, methods=["POST"]),
+            *clicks.routes(settings, db, pages, writer),
             *editor_pages.routes(settings, db, pages, guard),
+            *reports_pages.routes(settings, db, pages, guard),
             *sends_pages.routes(settings, db, pages, guard),
         ],
         lifespan=lifespan,
