@@ -1,15 +1,15 @@
 """every provider event kept (opens, clicks, complaints, ...), tied to the story a click
 was on; first-party clicks in the same table
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
