@@ -25,7 +25,7 @@ from digest.copies import (
 )
 from digest.errors import DigestError, NotFoundError, SendError
 from digest.models import Batch, Edition, RenderedEdition
-from digest.send import letter_for, make_backend, send_now
+from digest.send import control, letter_for, make_backend, send_now
 from digest.send.base import Backend, Letter
 from digest.send.doubt import settle_from_events
 from digest.send.durable import Durable, database_errors
@@ -55,13 +55,15 @@ class Watch:
     - `on_start(report)`: a send begins, with what its ledger held before;
     - `on_progress(count)`: `count` more recipients sent;
     - `stop`: set by the shell (a signal, the scheduler shutting down) to stop after
-      the batches in flight, leaving the rest pending for a resume.
+      the batches in flight, leaving the rest pending for a resume;
+    - `holder`: the lease on the send this run holds, if any (send/control.py).
     """
 
     on_source: OnSource | None = None
     on_start: Callable[[SendReport], None] | None = None
     on_progress: Callable[[int], None] | None = None
     stop: threading.Event = field(default_factory=threading.Event)
+    holder: str = ""
 
 
 def open_store(settings: Settings) -> Store:
@@ -186,6 +188,7 @@ class DryRun:
     largest_request: int = 0  # bytes of the biggest API request (SendGrid)
     request_bytes: int = 0  # bytes of all API requests together (SendGrid)
     copies: int = 0  # copies of the edition: the whole one and one per section preference
+    suppressed: int = 0  # active subscribers not mailed: they unsubscribed, bounced, complained
 
 
 def refuse_no_readers(settings: Settings, store: Store, edition: Edition) -> None:
@@ -232,6 +235,8 @@ def dry_run(settings: Settings, store: Store, name: str, backend: str | None = N
     edition = load_edition(store, name)
     copies = prepare_copies(settings, store, edition, save=False)
     result = DryRun(backend=backend or settings.delivery.backend, copies=len(copies))
+    deliverable = sum(store.subscribers.deliverable_sections().values())
+    result.suppressed = store.subscribers.count_subscribers().get("active", 0) - deliverable
     # As a send cuts them: by section preference, then by address.
     for sections in sorted(store.subscribers.deliverable_sections()):
         letter = letter_for(settings, copies[rank.variant_key(edition, sections)])
@@ -312,6 +317,8 @@ def send(
     durable = Durable(name, policy.ledger_retry_seconds)
     edition = load_edition(store, name)
     existing = store.sends.get_send(name)
+    if retry_in_doubt:
+        control.refuse_while_driven(store, name, watch.holder if watch else "")
     if existing is None:
         refuse_empty(edition)
         refuse_no_readers(settings, store, edition)
