@@ -536,7 +536,8 @@ def test_the_sends_pages(anna: Newsroom, sample: Settings, store: Store) -> None
     assert "Start an approved edition's send" in listed and "digest send EDITION" in listed
 
     detail = anna.page(f"/sends/{EDITION}").text
-    assert f"<strong>{result.sent}</strong> of {result.recipients} recipients sent" in detail
+    sent = f'<strong data-progress="sent">{result.sent}</strong> of {result.recipients}'
+    assert f"{sent} recipients sent" in detail
     assert f"in {result.batches} batches, through outbox" in detail
     assert "Nothing: every batch is sent." in detail
     assert "--resume" not in detail

@@ -35,7 +35,7 @@ from digest.errors import SendError
 from digest.send import control
 from digest.send.ledger import report
 from digest.store import Store, send_batches
-from digest.store.actions import actions_of
+from digest.store.actions import actions_of, record_action
 from digest.web import create_app
 from digest.web.access import PASSWORD_VARIABLE
 from digest.web.send_runs import SendRuns
@@ -417,3 +417,25 @@ def test_an_operator_starts_pauses_and_resumes_in_chromium(
     assert room.mailed() == Counter(room.readers), "every reader exactly once"
     who = [(a.who, a.action) for a in actions_of(room.store, EDITION)]
     assert ("anna", "start") in who and ("anna", "pause") in who and ("anna", "resume") in who
+
+
+def test_a_web_app_killed_mid_send_is_resumed_by_the_next_once_its_lease_lapses(
+    room: Room,
+) -> None:
+    # As a kill leaves it: a web start recorded, the send `sending` with batches left,
+    # and the dead run's lease still unexpired for a moment.
+    jobs.send(room.settings, room.store, EDITION, limit=3)
+    row = room.store.sends.get_send(EDITION)
+    room.store.sends.set_send_state(row.id, "sending")
+    record_action(room.store, EDITION, "anna", "start", f"started the send of {EDITION}")
+    room.store.runs.take_lease(control.lease_name(EDITION), "dead|run|anna", timedelta(seconds=1))
+    assert control.driver(room.store, EDITION) == "dead|run|anna"
+    before = len(room.fake.emails())
+    runs = SendRuns(room.settings, room.store)
+    try:
+        assert runs.resume_interrupted(patience=10) == [EDITION]
+        room.wait(lambda: room.state() == "done" and room.idle())
+    finally:
+        runs.close()
+    assert before == 6 and room.mailed() == Counter(room.readers)
+    assert actions_of(room.store, EDITION)[-1].outcome.startswith("resume by digest web: done")
