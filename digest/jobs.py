@@ -340,6 +340,7 @@ def send(
         send_id, created = open_send(
             store, name, backend_name, settings.delivery.batch_size, durable
         )
+        seen = durable("reading the ledger", store.sends.send_by_id, send_id).updated_at
         wait = policy.event_wait_seconds
         settled = [] if created else settle_from_events(store, durable, send_id, wait)
         before = durable(
@@ -378,7 +379,12 @@ def send(
         if watch and watch.on_start:
             watch.on_start(before)
         durable("marking the edition", store.editions.set_edition_status, name, "sending")
-        durable("starting the send", store.sends.set_send_state, send_id, "sending")
+        if not durable("starting the send", _start, store, send_id, seen):
+            result = durable("reading the ledger", report, store, send_id, event_wait=wait)
+            log.warning(
+                "edition %s: %s meanwhile (%s); nothing sent", name, result.state, result.note
+            )
+            return result
         whole, letters = durable(
             "loading the edition's copies", letters_for_send, settings, store, edition, send_id
         )
@@ -401,6 +407,15 @@ def send(
     result.settled_now = settled + result.settled_now
     durable("marking the edition", _mark_edition, store, name, result)
     return result
+
+
+def _start(store: Store, send_id: int, seen: datetime) -> bool:
+    """The send to `sending`, unless it changed since this run read it: an operator who
+    paused it in between (send/control.py) is not overruled. False if it is no longer
+    active then; a send some other run started meanwhile is joined, as a worker would."""
+    if store.sends.start_send_if_unchanged(send_id, seen):
+        return True
+    return store.sends.send_by_id(send_id).state in ACTIVE_STATES
 
 
 def _mark_edition(store: Store, name: str, result: SendReport) -> None:

@@ -439,3 +439,21 @@ def test_a_web_app_killed_mid_send_is_resumed_by_the_next_once_its_lease_lapses(
         runs.close()
     assert before == 6 and room.mailed() == Counter(room.readers)
     assert actions_of(room.store, EDITION)[-1].outcome.startswith("resume by digest web: done")
+
+
+def test_a_pause_between_a_resume_and_its_start_is_not_overruled(room: Room) -> None:
+    jobs.send(room.settings, room.store, EDITION, limit=2)
+    row = room.store.sends.get_send(EDITION)
+    assert row.state == "paused"
+    seen = room.store.sends.send_by_id(row.id).updated_at
+    # A resume read the send; then an operator paused it (again) before the resume set it
+    # going: the resume's start finds the send changed, and leaves it paused.
+    time.sleep(0.01)
+    room.store.sends.set_send_state(row.id, "sending")
+    control.pause(room.store, EDITION, "bob")
+    assert not room.store.sends.start_send_if_unchanged(row.id, seen)
+    assert room.state() == "paused"
+    # Unchanged since it was read, it starts.
+    fresh = room.store.sends.send_by_id(row.id).updated_at
+    assert room.store.sends.start_send_if_unchanged(row.id, fresh)
+    assert room.state() == "sending"

@@ -347,6 +347,16 @@ class Sends(Aggregate):
             ).rowcount
         return changed == 1
 
+    def start_send_if_unchanged(self, send_id: int, seen: datetime) -> bool:
+        """The send to `sending` if nobody changed it since `seen` (its updated_at then)."""
+        with self.begin() as conn:
+            changed = conn.execute(
+                update(sends)
+                .where(sends.c.id == send_id, sends.c.updated_at == seen)
+                .values(state="sending", note="", updated_at=now())
+            ).rowcount
+        return changed == 1
+
     def failed_batches(self, send_id: int) -> list[Any]:
         with self.begin() as conn:
             return conn.execute(
