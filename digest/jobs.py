@@ -25,7 +25,7 @@ from digest.copies import (
 )
 from digest.errors import DigestError, NotFoundError, SendError
 from digest.models import Batch, Edition, RenderedEdition
-from digest.send import letter_for, make_backend, send_now
+from digest.send import control, letter_for, make_backend, send_now
 from digest.send.base import Backend, Letter
 from digest.send.doubt import settle_from_events
 from digest.send.durable import Durable, database_errors
@@ -55,13 +55,15 @@ class Watch:
     - `on_start(report)`: a send begins, with what its ledger held before;
     - `on_progress(count)`: `count` more recipients sent;
     - `stop`: set by the shell (a signal, the scheduler shutting down) to stop after
-      the batches in flight, leaving the rest pending for a resume.
+      the batches in flight, leaving the rest pending for a resume;
+    - `holder`: the lease on the send this run holds, if any (send/control.py).
     """
 
     on_source: OnSource | None = None
     on_start: Callable[[SendReport], None] | None = None
     on_progress: Callable[[int], None] | None = None
     stop: threading.Event = field(default_factory=threading.Event)
+    holder: str = ""
 
 
 def open_store(settings: Settings) -> Store:
@@ -186,6 +188,7 @@ class DryRun:
     largest_request: int = 0  # bytes of the biggest API request (SendGrid)
     request_bytes: int = 0  # bytes of all API requests together (SendGrid)
     copies: int = 0  # copies of the edition: the whole one and one per section preference
+    suppressed: int = 0  # active subscribers not mailed: they unsubscribed, bounced, complained
 
 
 def refuse_no_readers(settings: Settings, store: Store, edition: Edition) -> None:
@@ -232,6 +235,8 @@ def dry_run(settings: Settings, store: Store, name: str, backend: str | None = N
     edition = load_edition(store, name)
     copies = prepare_copies(settings, store, edition, save=False)
     result = DryRun(backend=backend or settings.delivery.backend, copies=len(copies))
+    deliverable = sum(store.subscribers.deliverable_sections().values())
+    result.suppressed = store.subscribers.count_subscribers().get("active", 0) - deliverable
     # As a send cuts them: by section preference, then by address.
     for sections in sorted(store.subscribers.deliverable_sections()):
         letter = letter_for(settings, copies[rank.variant_key(edition, sections)])
@@ -312,6 +317,8 @@ def send(
     durable = Durable(name, policy.ledger_retry_seconds)
     edition = load_edition(store, name)
     existing = store.sends.get_send(name)
+    if retry_in_doubt:
+        control.refuse_while_driven(store, name, watch.holder if watch else "")
     if existing is None:
         refuse_empty(edition)
         refuse_no_readers(settings, store, edition)
@@ -333,6 +340,7 @@ def send(
         send_id, created = open_send(
             store, name, backend_name, settings.delivery.batch_size, durable
         )
+        seen = durable("reading the ledger", store.sends.send_by_id, send_id).updated_at
         wait = policy.event_wait_seconds
         settled = [] if created else settle_from_events(store, durable, send_id, wait)
         before = durable(
@@ -371,7 +379,12 @@ def send(
         if watch and watch.on_start:
             watch.on_start(before)
         durable("marking the edition", store.editions.set_edition_status, name, "sending")
-        durable("starting the send", store.sends.set_send_state, send_id, "sending")
+        if not durable("starting the send", _start, store, send_id, seen):
+            result = durable("reading the ledger", report, store, send_id, event_wait=wait)
+            log.warning(
+                "edition %s: %s meanwhile (%s); nothing sent", name, result.state, result.note
+            )
+            return result
         whole, letters = durable(
             "loading the edition's copies", letters_for_send, settings, store, edition, send_id
         )
@@ -394,6 +407,15 @@ def send(
     result.settled_now = settled + result.settled_now
     durable("marking the edition", _mark_edition, store, name, result)
     return result
+
+
+def _start(store: Store, send_id: int, seen: datetime) -> bool:
+    """The send to `sending`, unless it changed since this run read it: an operator who
+    paused it in between (send/control.py) is not overruled. False if it is no longer
+    active then; a send some other run started meanwhile is joined, as a worker would."""
+    if store.sends.start_send_if_unchanged(send_id, seen):
+        return True
+    return store.sends.send_by_id(send_id).state in ACTIVE_STATES
 
 
 def _mark_edition(store: Store, name: str, result: SendReport) -> None:

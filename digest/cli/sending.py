@@ -161,7 +161,8 @@ def send(
                 else ""
             )
             console.print(
-                f"dry run: {counted(d.recipients, 'recipient')} in "
+                f"dry run via {d.backend}: {counted(d.recipients, 'recipient')} "
+                f"({d.suppressed:,} suppressed) in "
                 f"{counted(d.batches, 'batch', 'batches')} "
                 f"(largest {d.largest_batch:,}); {d.copies} "
                 f"{'copy' if d.copies == 1 else 'copies'} of the edition (by section "
@@ -197,6 +198,14 @@ def sends(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print each send's report as JSON.")
     ] = False,
+    pause: Annotated[
+        bool,
+        typer.Option(
+            "--pause",
+            help="Pause EDITION's send: no batch more is claimed, those in flight finish. "
+            "`digest send EDITION --resume` goes on.",
+        ),
+    ] = False,
 ) -> None:
     """What went out: each send's state, counts per batch state, failures with reasons."""
     from dataclasses import asdict
@@ -207,7 +216,17 @@ def sends(
     from digest.send.ledger import report
     from digest.send.reports import in_doubt_line
 
+    if pause and edition is None:
+        print_error("--pause needs the edition: `digest sends EDITION --pause`")
+        raise typer.Exit(2)
     with session(config_path) as (settings, store):
+        if pause and edition is not None:
+            import getpass
+
+            from digest.send import control
+
+            console.print(control.pause(store, edition, f"{getpass.getuser()} (command line)"))
+            return
         rows = [r for r in store.sends.list_sends() if edition is None or r.edition == edition]
         if edition and not rows:
             print_error(f"no send for edition {edition}")

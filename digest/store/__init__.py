@@ -8,8 +8,8 @@ with it names the aggregate it touches, so a stage's calls show which tables it 
   renders (edition.py)
 - `store.subscribers`: subscribers and suppressions (subscriber.py)
 - `store.sends`: sends and the batch ledger (send.py); the per-recipient records
-  (delivery.py), SendGrid's events (events.py) and the sends' rate buckets
-  (rates.py) are functions over a Store
+  (delivery.py), SendGrid's events (events.py), the sends' rate buckets (rates.py)
+  and who started, paused or resumed a send (actions.py) are functions over a Store
 - `store.runs`: job runs, the scheduler's lease and advisory locks (runs.py)
 - `store.related`: the related-stories index, each story's terms (related.py)
 

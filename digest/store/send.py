@@ -334,6 +334,29 @@ class Sends(Aggregate):
                 .values(state=state, note=note, updated_at=now())
             )
 
+    def change_send_state(
+        self, send_id: int, from_states: Sequence[str], state: str, note: str = ""
+    ) -> bool:
+        """Move a send to `state` only if it is in one of `from_states`, in one statement:
+        of two operators pausing at once, one does it and the other is told it was done."""
+        with self.begin() as conn:
+            changed = conn.execute(
+                update(sends)
+                .where(sends.c.id == send_id, sends.c.state.in_(list(from_states)))
+                .values(state=state, note=note, updated_at=now())
+            ).rowcount
+        return changed == 1
+
+    def start_send_if_unchanged(self, send_id: int, seen: datetime) -> bool:
+        """The send to `sending` if nobody changed it since `seen` (its updated_at then)."""
+        with self.begin() as conn:
+            changed = conn.execute(
+                update(sends)
+                .where(sends.c.id == send_id, sends.c.updated_at == seen)
+                .values(state="sending", note="", updated_at=now())
+            ).rowcount
+        return changed == 1
+
     def failed_batches(self, send_id: int) -> list[Any]:
         with self.begin() as conn:
             return conn.execute(

@@ -65,6 +65,13 @@ NEWSROOM_HEADERS = {
         "frame-src 'self'; form-action 'self'; frame-ancestors 'self'; base-uri 'none'"
     ),
 }
+#: A send's page: the same, and its own small script (/sends.js), which reads the
+#: send's progress from this app and nothing else.
+SEND_PAGE_HEADERS = {
+    **NEWSROOM_HEADERS,
+    "Content-Security-Policy": NEWSROOM_HEADERS["Content-Security-Policy"]
+    + "; script-src 'self'; connect-src 'self'",
+}
 #: The preview is the newsroom's own email, but its stories come from feeds: `sandbox`
 #: gives it an origin of its own and no script, whoever opens it, framed or not.
 PREVIEW_HEADERS = {
@@ -245,14 +252,21 @@ class Guard:
 
 
 def newsroom_page(
-    pages: Pages, request: Request, template: str, who: Editor, status: int = 200, **values: Any
+    pages: Pages,
+    request: Request,
+    template: str,
+    who: Editor,
+    status: int = 200,
+    *,
+    headers: Mapping[str, str] = NEWSROOM_HEADERS,
+    **values: Any,
 ) -> Response:
     """One of the newsroom's own pages, for an admitted editor: its headers, the link to
     the app's root, who is signed in and the token its forms carry."""
     return pages.render(
         template,
         status=status,
-        headers=NEWSROOM_HEADERS,
+        headers=headers,
         root=root_of(request.url.path),
         who=who.name,
         csrf_field=TOKEN_FIELD,

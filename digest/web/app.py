@@ -1,8 +1,8 @@
 """The web app: the unsubscribe pages (RFC 8058 one-click) and SendGrid's signed event
 webhook, both ending in suppressions; the archive of sent editions with their web
 copies and its feed (archive); the newsroom's own click links (clicks); and, for the
-newsroom only, the editor's pages (editor_pages), the operators' (sends_pages) and
-the editions' reports (reports_pages).
+newsroom only, the editor's pages (editor_pages), the operators' (sends_pages, whose
+sends run in the app's threads: send_runs) and the editions' reports (reports_pages).
 
 Thin: requests in, pages out. What happens is decided by digest.subscribers (leaving),
 digest.send.sendgrid_events (SendGrid's events), digest.editor and digest.jobs.
@@ -11,6 +11,7 @@ digest.send.sendgrid_events (SendGrid's events), digest.editor and digest.jobs.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -44,6 +45,7 @@ from digest.web import archive, clicks, editor_pages, reports_pages, sends_pages
 from digest.web.access import OFF, Guard
 from digest.web.forms import form_fields, read_body
 from digest.web.pages import READER_HEADERS, Pages
+from digest.web.send_runs import SendRuns
 from digest.web.writer import Batched, Writer
 
 log = logging.getLogger("digest.web")
@@ -71,6 +73,8 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     # The public endpoints' writes, one at a time; unsubscribes that arrive together are
     # written together (web/writer.py).
     writer = Writer()
+    # The sends operators start from the sends pages, each in a thread (send_runs.py).
+    runs = SendRuns(settings, db)
     leaving: Batched[tuple[str, str], Unsubscribed] = Batched(writer, partial(unsubscribe_all, db))
 
     async def healthz(_request: Request) -> Response:
@@ -153,9 +157,16 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        # The sends this app was running when it stopped go on (send_runs.py), without
+        # holding up the start: a dead run's lease may take a while to lapse.
+        restarting = threading.Thread(target=runs.resume_interrupted, daemon=True)
+        restarting.start()
         try:
             yield
         finally:
+            # The runs finish their batches in flight and pause, to go on at the next start.
+            await run_in_threadpool(runs.close)
+            restarting.join(5)
             if owned:
                 db.close()
 
@@ -171,7 +182,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
             *clicks.routes(settings, db, pages, writer),
             *editor_pages.routes(settings, db, pages, guard),
             *reports_pages.routes(settings, db, pages, guard),
-            *sends_pages.routes(settings, db, pages, guard),
+            *sends_pages.routes(settings, db, pages, guard, runs),
         ],
         lifespan=lifespan,
     )
