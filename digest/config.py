@@ -90,6 +90,9 @@ class EditionSettings:
     most_read_hours: int = 24  # Most Read's page views: the local days these hours touch
     most_read_repeats: bool = False  # may Most Read list a story the lead or More show?
     recent_leads: int = 3  # a story that led one of the last N sent editions is left out
+    #: How much the readers' clicks in the last sent digest count in popularity, beside
+    #: the site's page views (0 = not at all, 1 = clicks alone). Off by default.
+    digest_clicks_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -361,6 +364,11 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
             raise ConfigError(f"{path}: [edition] {key} must be at least 1")
     if edition.most_read_count < 0 or edition.recent_leads < 0:
         raise ConfigError(f"{path}: [edition] most_read_count and recent_leads must be 0 or more")
+    if not 0.0 <= edition.digest_clicks_weight <= 1.0:
+        raise ConfigError(
+            f"{path}: [edition] digest_clicks_weight must be from 0 (off) to 1 (clicks alone), "
+            f"not {edition.digest_clicks_weight}"
+        )
 
     dl = _section(raw, "delivery", path)
     backend = _get(dl, "backend", str, path, "delivery", "outbox")

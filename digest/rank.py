@@ -5,7 +5,10 @@ each part 0..1:
 - prominence: where the newsroom placed it in its feed (1 = top): the editors'
   own judgement of importance, which the digest should follow by default;
 - recency: 1 for a story published at send time, 0 for one at the window's start;
-- popularity: its page views in the window over the most-viewed candidate's;
+- popularity: its page views in the window over the most-viewed candidate's; with
+  [edition] digest_clicks_weight w > 0, (1 - w) x that + w x its readers' clicks in
+  the last sent digest over the most-clicked candidate's (the breakdown then shows
+  "digest_clicks" and the weight beside popularity);
 - image: a lead without a picture makes a poor email, so pictures win ties.
 The parts are stored with every pick so an editor can see the arithmetic.
 
@@ -40,7 +43,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from digest.config import EditionSettings, Settings
 from digest.models import Edition, LeftOut, LeftOutReason, Overrides, Pick, Slot, Story
-from digest.store import Store
+from digest.store import Store, readership
 
 WEIGHTS = {"prominence": 0.35, "recency": 0.25, "popularity": 0.25, "image": 0.15}
 
@@ -89,16 +92,42 @@ def most_read_days(window: Window, hours: int) -> tuple[date, date]:
     return start.astimezone(ZoneInfo(window.zone_name)).date(), window.last_day
 
 
-def score(story: Story, views: int, max_views: int, window: Window) -> dict[str, float]:
+@dataclass(frozen=True)
+class DigestClicks:
+    """Readers' clicks per story URL in the last sent digest, and how much they count
+    in popularity ([edition] digest_clicks_weight)."""
+
+    weight: float
+    clicks: dict[str, int]
+
+    def share(self, url: str, most: int) -> float:
+        return round(min(1.0, self.clicks.get(url, 0) / most), 4) if most else 0.0
+
+
+def score(
+    story: Story,
+    views: int,
+    max_views: int,
+    window: Window,
+    clicks: DigestClicks | None = None,
+    max_clicks: int = 0,
+) -> dict[str, float]:
     span = (window.end - window.start).total_seconds()
     age = (window.end - story.published_at).total_seconds()
+    # At most 1: a Most Read story from outside the window may outsell them all.
+    viewed = round(min(1.0, views / max_views), 4) if max_views else 0.0
     parts = {
         "prominence": round(story.prominence, 4),
         "recency": round(max(0.0, min(1.0, 1 - age / span)), 4),
-        # At most 1: a Most Read story from outside the window may outsell them all.
-        "popularity": round(min(1.0, views / max_views), 4) if max_views else 0.0,
+        "popularity": viewed,
         "image": 1.0 if story.image_url else 0.0,
     }
+    if clicks is not None and clicks.weight > 0:
+        clicked = clicks.share(story.url, max_clicks)
+        parts["page_views"] = viewed
+        parts["digest_clicks"] = clicked
+        parts["digest_clicks_weight"] = clicks.weight
+        parts["popularity"] = round((1 - clicks.weight) * viewed + clicks.weight * clicked, 4)
     parts["total"] = round(sum(WEIGHTS[k] * parts[k] for k in WEIGHTS), 4)
     return parts
 
@@ -112,12 +141,14 @@ def rank(
     *,
     chart: list[tuple[Story, int]] | None = None,
     led: dict[str, str] | None = None,
+    clicks: DigestClicks | None = None,
 ) -> Edition:
     """Build the edition from the window's stories and their page views.
 
     chart: the site's most read stories with their views in Most Read's window, most
     first (store.stories.most_viewed); None = the candidates by `views`. led: story
-    URL -> the recent edition it led (store.editions.recent_leads).
+    URL -> the recent edition it led (store.editions.recent_leads). clicks: the last
+    digest's clicks, counted in popularity with their weight (None: page views alone).
 
     "Most Read" is left out when there is no page-view data at all: an empty
     section is honest, a guessed one is not.
@@ -132,9 +163,14 @@ def rank(
     edits = overrides or Overrides()
     dropped = set(edits.dropped)
     max_views = max((views.get(s.url, 0) for s in candidates if s.url not in dropped), default=0)
+    max_clicks = 0
+    if clicks is not None:
+        max_clicks = max(
+            (clicks.clicks.get(s.url, 0) for s in candidates if s.url not in dropped), default=0
+        )
     scored = []
     for story in candidates:
-        parts = score(story, views.get(story.url, 0), max_views, window)
+        parts = score(story, views.get(story.url, 0), max_views, window, clicks, max_clicks)
         scored.append((parts["total"], story.published_at, story.url, story, parts))
     # Highest score first; ties go to the newer story, then a stable URL order.
     scored.sort(key=lambda item: (-item[0], -item[1].timestamp(), item[2]))
@@ -269,8 +305,12 @@ def rank_with(
         *most_read_days(window, settings.most_read_hours), settings.most_read_count + skipped
     )
     led = store.editions.recent_leads(window.name, settings.recent_leads)
+    clicks = None
+    if settings.digest_clicks_weight > 0:
+        last = readership.last_digest_clicks(store, window.name)
+        clicks = DigestClicks(settings.digest_clicks_weight, last[1] if last else {})
     found = candidates(store, window, overrides)
-    return rank(found, views, window, settings, overrides, chart=chart, led=led)
+    return rank(found, views, window, settings, overrides, chart=chart, led=led, clicks=clicks)
 
 
 def variant_key(edition: Edition, sections: str) -> str:

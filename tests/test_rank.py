@@ -5,10 +5,15 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
+import pytest
+
+from digest import config
+from digest.cli.edition_view import parts_in_words
 from digest.collect import collect_all
 from digest.config import EditionSettings, Settings
-from digest.models import Story
-from digest.rank import WEIGHTS, draft, edition_window, rank
+from digest.errors import ConfigError
+from digest.models import Overrides, Story
+from digest.rank import WEIGHTS, DigestClicks, candidates, draft, edition_window, rank, rank_with
 from digest.store import Store
 
 DAY = date(2025, 12, 5)
@@ -275,3 +280,38 @@ def test_most_read_is_the_sites_chart_over_its_own_window(settings: Settings, st
     assert "https://news.example.org/" not in [
         p.story.url for p in draft(store, wide, DAY).most_read
     ]
+
+
+def test_the_last_digests_clicks_count_in_popularity_when_set(
+    settings: Settings, store: Store
+) -> None:
+    """[edition] digest_clicks_weight: a story readers clicked in the last digest gains
+    popularity by the weight; the breakdown shows page views, clicks and the weight."""
+    collect_all(settings, store)
+    window = edition_window(DAY, settings.newsroom.time_zone, settings.edition)
+    plain = rank_with(store, window, settings.edition, Overrides())
+    last = plain.more[-1]  # the last story More took: the one clicks can move up
+    assert "digest_clicks" not in last.breakdown  # off by default: page views alone
+    weighted = replace(settings.edition, digest_clicks_weight=0.5)
+    found = candidates(store, window, Overrides())
+    views = store.stories.views_by_url(window.first_day, window.last_day)
+    clicks = DigestClicks(0.5, {last.story.url: 40, plain.more[0].story.url: 10})
+    edition = rank(found, views, window, weighted, clicks=clicks)
+    pick = next(p for p in [edition.lead, *edition.more] if p.story.url == last.story.url)
+    parts = pick.breakdown
+    assert parts["digest_clicks"] == 1.0 and parts["digest_clicks_weight"] == 0.5
+    assert parts["page_views"] == last.breakdown["popularity"]
+    assert parts["popularity"] == round(0.5 * parts["page_views"] + 0.5, 4)
+    assert pick.score > last.score
+    assert [p.story.url for p in [edition.lead, *edition.more]].index(last.story.url) < len(
+        [plain.lead, *plain.more]
+    ) - 1  # it moved up
+    assert "digest clicks 1.00 × 0.50" in parts_in_words(parts)
+
+
+def test_digest_clicks_weight_is_checked(settings: Settings) -> None:
+    path = settings.path
+    text = path.read_text().replace("digest_clicks_weight = 0.0", "digest_clicks_weight = 1.5", 1)
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"\[edition\] digest_clicks_weight must be from 0"):
+        config.load(path, env={})

@@ -34,6 +34,7 @@ from digest.models import Subscriber
 from digest.send.sendgrid_events import KEY_VARIABLE
 from digest.store import Store
 from digest.store.events import sendgrid_events
+from digest.store.readership import last_digest_clicks
 from digest.web import create_app
 
 READERS = [Subscriber(f"reader{i:03d}@example.org", f"Reader {i}") for i in range(30)]
@@ -158,6 +159,10 @@ def test_every_event_type_is_kept_once_and_the_report_counts_them(
     assert [p.title for p in r.places] == [lead.title, third.title]
     assert r.clicks_per_slot == {"lead": 2, "more": 4} and r.other_clicks == 1
     assert [p.edition for p in r.trend] == [EDITION]
+    # What the next day's ranking counts with [edition] digest_clicks_weight: the last
+    # sent digest's clicks per story, once per reader.
+    assert last_digest_clicks(store, "2099-01-01") == (EDITION, {lead.url: 2, third.url: 4})
+    assert last_digest_clicks(store, EDITION) is None  # nothing was sent before it
 
     # The same figures on the editors' page, behind their login, with the chart.
     assert httpx.get(f"{url}/reports/{EDITION}").status_code == 401

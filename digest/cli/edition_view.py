@@ -54,7 +54,14 @@ def parts_in_words(breakdown: dict[str, float]) -> str:
     story's: "similarity 0.42" """
     if "similarity" in breakdown:
         return f"similarity {breakdown['similarity']:.2f}"
-    return " · ".join(f"{PART_WORDS[k]} {breakdown.get(k, 0.0):.2f}" for k in WEIGHTS)
+    words = [f"{PART_WORDS[k]} {breakdown.get(k, 0.0):.2f}" for k in WEIGHTS]
+    if "digest_clicks" in breakdown:  # popularity = page views and the last digest's clicks
+        popularity = list(WEIGHTS).index("popularity")
+        words[popularity] += (
+            f" (page views {breakdown.get('page_views', 0.0):.2f}, digest clicks "
+            f"{breakdown['digest_clicks']:.2f} × {breakdown.get('digest_clicks_weight', 0.0):.2f})"
+        )
+    return " · ".join(words)
 
 
 def _line(head: str, title: str, tail: str) -> None:

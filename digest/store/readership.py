@@ -19,7 +19,7 @@ from sqlalchemy import case, distinct, func, or_, select
 
 from digest.store import Store
 from digest.store.events import sendgrid_events as events
-from digest.store.tables import send_batches, sends, suppressions
+from digest.store.tables import send_batches, sends, stories, suppressions
 
 
 @dataclass(frozen=True)
@@ -223,3 +223,22 @@ def trend(store: Store, editions: Sequence[str]) -> list[TrendRow]:
             TrendRow(name, recipients.get(name, 0), delivered, openers, clickers, anonymous)
         )
     return rows
+
+
+def last_digest_clicks(store: Store, edition: str) -> tuple[str, dict[str, int]] | None:
+    """The last edition sent before this one, and its readers' clicks per story URL
+    (once per reader per story; each click without a reader once), or None."""
+    counted = func.count(distinct(events.c.email)) + func.sum(
+        case((events.c.email.is_(None), 1), else_=0)
+    )
+    with store.begin() as conn:
+        last = conn.scalar(select(func.max(sends.c.edition)).where(sends.c.edition < edition))
+        if last is None:
+            return None
+        rows = conn.execute(
+            select(stories.c.url, counted)
+            .select_from(events.join(stories, stories.c.id == events.c.story_id))
+            .where(events.c.edition == last, events.c.event == "click")
+            .group_by(stories.c.url)
+        ).all()
+    return str(last), {url: int(n or 0) for url, n in rows}
