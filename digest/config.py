@@ -36,6 +36,7 @@ from digest.config_values import (
 )
 from digest.errors import ConfigError
 from digest.related_settings import RelatedSettings, related_settings
+from digest.subject_settings import SubjectTestSettings, subject_test_settings
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 #: Templates ship beside the package in a checkout (DESIGN: templates/ at the top).
@@ -175,6 +176,7 @@ class Settings:
     #: copies (digest.collect.pictures); 0 = off.
     rehost_pictures_over_kb: int = 0
     related: RelatedSettings = field(default_factory=RelatedSettings)
+    subject_tests: SubjectTestSettings = field(default_factory=SubjectTestSettings)
 
     @property
     def secret_key(self) -> bytes:
@@ -218,6 +220,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "schedule": ("file",),
     "campaign": tuple(Campaign.__dataclass_fields__),
     "related": tuple(RelatedSettings.__dataclass_fields__),
+    "subject_tests": tuple(SubjectTestSettings.__dataclass_fields__),
 }
 
 
@@ -479,6 +482,7 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
         campaign=_campaign(_section(raw, "campaign", path), path),
         rehost_pictures_over_kb=rehost,
         related=related_settings(_section(raw, "related", path), path, _get),
+        subject_tests=subject_test_settings(_section(raw, "subject_tests", path), path, _get),
     )
 
 
