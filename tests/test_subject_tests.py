@@ -281,3 +281,21 @@ def test_subjects_are_checked_and_fixed_once_the_send_starts(tmp_path: Path, db_
     assert room.digest("send", EDITION).returncode == 0
     late = room.digest("edit", EDITION, "--no-subject-test")  # refused like any edit
     assert late.returncode != 0 and "can no longer change" in late.stderr, late.stderr
+
+
+def test_a_worker_joining_mails_each_batch_with_its_subject(tmp_path: Path, db_url: str) -> None:
+    # 20 readers a second, shared by both: the test's 60 readers take 3 s.
+    room = _newsroom(tmp_path, db_url, recipients=120, wait=1, rate=20)
+    stop = threading.Event()
+    clicker = _click_when_testing(room, winner=1, stop=stop)
+    try:
+        sender = room.start("send", EDITION)
+        wait_until(lambda: _sent(room, rest=False), "the test to start")
+        helped = room.digest("worker", "--once")
+        assert helped.returncode == 0, helped.stdout + helped.stderr
+        assert "worker: 0 recipients" not in helped.stdout, helped.stdout  # it did help
+        assert sender.wait(60) == 0
+    finally:
+        stop.set()
+        clicker.join(10)
+    _check_everyone_once(room, winner=1)
