@@ -337,6 +337,9 @@ def send(
         send_id, created = open_send(
             store, name, backend_name, settings.delivery.batch_size, durable, snapshot
         )
+        if test is not None:  # as the snapshot made it; none if the send has no test batches
+            test = durable("reading the subject test", subject_test, store, name)
+            test = test if test is not None and test.test_batches is not None else None
         wait = policy.event_wait_seconds
         settled = [] if created else settle_from_events(store, durable, send_id, wait)
         before = durable(
