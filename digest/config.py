@@ -36,6 +36,7 @@ from digest.config_values import (
 )
 from digest.errors import ConfigError
 from digest.related_settings import RelatedSettings, related_settings
+from digest.subject_settings import SubjectTestSettings, subject_test_settings
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 #: Templates ship beside the package in a checkout (DESIGN: templates/ at the top).
@@ -182,6 +183,7 @@ class Settings:
     #: per reader: each reader's links also carry their sealed address.
     click_tracking: bool = False
     click_tracking_per_reader: bool = False
+    subject_tests: SubjectTestSettings = field(default_factory=SubjectTestSettings)
 
     @property
     def secret_key(self) -> bytes:
@@ -225,6 +227,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "schedule": ("file",),
     "campaign": tuple(Campaign.__dataclass_fields__),
     "related": tuple(RelatedSettings.__dataclass_fields__),
+    "subject_tests": tuple(SubjectTestSettings.__dataclass_fields__),
 }
 
 
@@ -500,6 +503,7 @@ def load(path: Path | str = "digest.toml", env: dict[str, str] | None = None) ->
         click_tracking=click_tracking,
         click_tracking_per_reader=per_reader,
         related=related_settings(_section(raw, "related", path), path, _get),
+        subject_tests=subject_test_settings(_section(raw, "subject_tests", path), path, _get),
     )
 
 

@@ -6,6 +6,7 @@ the web app all call them, so each does exactly the same thing from anywhere.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -25,7 +26,7 @@ from digest.copies import (
 )
 from digest.errors import DigestError, NotFoundError, SendError
 from digest.models import Batch, Edition, RenderedEdition
-from digest.send import control, letter_for, make_backend, send_now
+from digest.send import control, letter_for, make_backend, send_now, subjects
 from digest.send.base import Backend, Letter
 from digest.send.doubt import settle_from_events
 from digest.send.durable import Durable, database_errors
@@ -41,6 +42,7 @@ from digest.send.ledger import (
 )
 from digest.send.reports import doubt_note
 from digest.store import Store
+from digest.store.subjects import snapshot_test_send, subject_test
 from digest.subscribers import ImportReport, normalise_email
 
 log = logging.getLogger("digest.jobs")
@@ -319,6 +321,8 @@ def send(
     existing = store.sends.get_send(name)
     if retry_in_doubt:
         control.refuse_while_driven(store, name, watch.holder if watch else "")
+    test = durable("reading the subject test", subject_test, store, name)
+    snapshot = None if test is None else functools.partial(snapshot_test_send, test=test)
     if existing is None:
         refuse_empty(edition)
         refuse_no_readers(settings, store, edition)
@@ -338,9 +342,12 @@ def send(
             for warning in clip_gate(prepare_copies(settings, store, edition), allow_clipped):
                 log.warning("%s; sent as it is (--allow-clipped)", warning)
         send_id, created = open_send(
-            store, name, backend_name, settings.delivery.batch_size, durable
+            store, name, backend_name, settings.delivery.batch_size, durable, snapshot
         )
         seen = durable("reading the ledger", store.sends.send_by_id, send_id).updated_at
+        if test is not None:  # as the snapshot made it; none if the send has no test batches
+            test = durable("reading the subject test", subject_test, store, name)
+            test = test if test is not None and test.test_batches is not None else None
         wait = policy.event_wait_seconds
         settled = [] if created else settle_from_events(store, durable, send_id, wait)
         before = durable(
@@ -388,19 +395,29 @@ def send(
         whole, letters = durable(
             "loading the edition's copies", letters_for_send, settings, store, edition, send_id
         )
-        result = deliver(
+        stop = watch.stop if watch else threading.Event()
+        go = functools.partial(
+            deliver,
             store,
             mailer,
             whole,
             send_id,
             letters=letters,
-            retry_in_doubt=retry_in_doubt,
             limit=limit,
             policy=policy,
             concurrency=settings.delivery.concurrency,
             on_progress=watch.on_progress if watch else None,
-            stop=watch.stop if watch else None,
+            stop=stop,
+            subjects=test.subjects if test else (),
         )
+        tested = None
+        if test is not None and test.winner is None:  # mail the test, wait, choose
+            wait_for = settings.subject_tests.wait_seconds
+            attempt = functools.partial(go, retry_in_doubt=retry_in_doubt)
+            tested = subjects.test_phase(store, durable, send_id, test, wait_for, attempt, stop)
+            retry_in_doubt = False  # done by the test's run
+        result = tested or go(retry_in_doubt=retry_in_doubt)
+        subjects.settle_note(store, durable, send_id, result)
     finally:
         mailer.close()
     result.created = created
@@ -446,6 +463,7 @@ def work(
     stop = watch.stop
     policy = policy or RetryPolicy.from_settings(settings.delivery)
     letters: dict[str, tuple[Letter, dict[str, Letter]]] = {}
+    titles: dict[str, tuple[str, ...]] = {}  # a subject test's subjects, by edition
     mailers: dict[str, Backend] = {}
     total = 0
     try:
@@ -459,6 +477,8 @@ def work(
                 if row.edition not in letters:
                     edition = load_edition(store, row.edition)
                     letters[row.edition] = letters_for_send(settings, store, edition, row.id)
+                    test = subject_test(store, row.edition)
+                    titles[row.edition] = test.subjects if test else ()
                 whole, by_sections = letters[row.edition]
                 backend_name = backend or row.backend
                 if backend_name not in mailers:
@@ -470,6 +490,7 @@ def work(
                         whole,
                         row.id,
                         letters=by_sections,
+                        subjects=titles[row.edition],
                         retry_failed=False,
                         policy=policy,
                         concurrency=settings.delivery.concurrency,

@@ -193,6 +193,9 @@ class Batch:
     #: The recipients' section preference (lower-case, ";"-joined; "" = none): every
     #: recipient of a batch gets the same copy of the edition.
     sections: str = ""
+    #: Of a send with a subject test: the subject it goes out with (an index into the
+    #: edition's test subjects; digest/store/subjects.py). None: the edition's subject.
+    variant: int | None = None
     #: Where a backend that delivers one message at a time records each recipient as
     #: it goes (the ledger hangs one on every claimed batch; digest/send/journal.py).
     #: None outside a send: the backend keeps its tally in memory.

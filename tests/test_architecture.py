@@ -44,7 +44,16 @@ LAYERS: list[tuple[str, frozenset[str]]] = [
     (
         "base",
         frozenset(
-            {"models", "errors", "config", "config_values", "locale", "tokens", "related_settings"}
+            {
+                "models",
+                "errors",
+                "config",
+                "config_values",
+                "locale",
+                "tokens",
+                "related_settings",
+                "subject_settings",
+            }
         ),
     ),
 ]

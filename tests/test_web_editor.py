@@ -412,6 +412,22 @@ def test_the_subject_form(anna: Newsroom, sample: Settings, store: Store) -> Non
     assert "let the lead&#39;s title be the subject" in flash(page.text)
 
 
+def test_the_subject_test_form(anna: Newsroom, sample: Settings, store: Store) -> None:
+    from digest.store.subjects import subject_test
+
+    page = anna.change("subject_test", "Snow & ice\r\n\r\nWhat the storm closed\r\n")
+    assert flash(page.text) == "subject test of 2 subjects"
+    assert "<strong>Subject test:</strong> 1. Snow &amp; ice; 2. What the storm closed" in page.text
+    test = subject_test(store, view(sample, store).edition.name)
+    assert test is not None and test.subjects == ("Snow & ice", "What the storm closed")
+
+    page = anna.change("subject_test", "Only one")
+    assert "give 2 or 3 subjects" in flash(page.text)
+    page = anna.change("subject_test", "")
+    assert flash(page.text) == "no subject test"
+    assert subject_test(store, view(sample, store).edition.name) is None
+
+
 def test_approve_and_an_edit_after_it_withdraws_it(
     anna: Newsroom, sample: Settings, store: Store
 ) -> None:

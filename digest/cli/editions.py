@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -183,6 +183,21 @@ def _who(by: str | None) -> str:
         return "someone at the command line"
 
 
+def _set_subject_test(store: Any, name: str, subjects: list[str], share: float) -> None:
+    from digest.send.subjects import set_test
+
+    test = set_test(store, name, subjects, share)
+    if test is None:
+        console.print(f"[green]✓[/green] edition {name}: no subject test", highlight=False)
+        return
+    listed = "; ".join(f"{i}. {s}" for i, s in enumerate(test.subjects, 1))
+    console.print(
+        f"[green]✓[/green] edition {name}: subject test of {escape(listed)}, each to an equal "
+        f"share of {test.share:.0%} of the list; the rest get the one clicked most",
+        highlight=False,
+    )
+
+
 def _read_note(path: Path) -> str:
     if str(path) == "-":
         return sys.stdin.read()
@@ -226,6 +241,18 @@ def edit(
     unrelate: Annotated[
         StoryRefs, typer.Option(help="Keep this story out of every Related list.")
     ] = None,
+    subject_test: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--subject-test",
+            help="Test this subject against the others given (2 or 3, one option each): "
+            "the send mails each to a share of [subject_tests] and the rest the one "
+            "clicked most.",
+        ),
+    ] = None,
+    no_subject_test: Annotated[
+        bool, typer.Option("--no-subject-test", help="Drop the edition's subject test.")
+    ] = False,
     reset: Annotated[bool, typer.Option("--reset", help="Undo every editor change.")] = False,
     by: ByOption = None,
     config_path: ConfigOption = Path("digest.toml"),
@@ -265,6 +292,8 @@ def edit(
         result = editor.edit(settings, store, name, changes, _who(by))
         for action in result.actions:
             console.print(f"[green]✓[/green] {escape(action)}", highlight=False)
+        if subject_test or no_subject_test:
+            _set_subject_test(store, name, subject_test or [], settings.subject_tests.share)
         print_editor_view(editor.view(settings, store, name))
 
 

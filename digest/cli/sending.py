@@ -284,6 +284,11 @@ def sends(
                     )
             for number, error in store.sends.refusals(rows[0].id):
                 console.print(f"batch {number}: {error}", markup=False)
+            from digest.send.subjects import describe
+
+            for line in describe(store, rows[0].edition, rows[0].id):
+                if line != rows[0].note:
+                    console.print(line, markup=False)
             if rows[0].note:
                 console.print(rows[0].note, markup=False)
 

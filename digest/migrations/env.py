@@ -2,9 +2,10 @@
 
 from alembic import context
 
-# These define sendgrid_events and send_rate_buckets on the same metadata.
+# These define sendgrid_events, send_rate_buckets and subject_tests on the same metadata.
 import digest.store.events
-import digest.store.rates  # noqa: F401
+import digest.store.rates
+import digest.store.subjects  # noqa: F401
 from digest.store import metadata
 
 connection = context.config.attributes.get("connection")

@@ -226,7 +226,8 @@ class Runner:
         )
         if result.state == "done":
             return "ok", summary
-        if self.halt.is_set() and result.state == "paused":
+        # "testing": stopped while a subject test waited for clicks; resumed like a pause.
+        if self.halt.is_set() and result.state in ("paused", "testing"):
             return "stopped", f"{summary}; stopped after the batch in flight"
         raise SendError(f"{summary}; send is {result.state}: {result.note or 'not finished'}")
 

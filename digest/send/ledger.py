@@ -44,7 +44,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +65,7 @@ from digest.send.reports import (
     report as report,
     settle,
 )
+from digest.send.titles import Titles
 from digest.store import Store, now
 from digest.store.events import claimed_with, requeue_in_doubt
 
@@ -135,10 +136,15 @@ def chunked(recipients: Iterator[Recipient], size: int) -> Iterator[list[Recipie
 
 
 def open_send(
-    store: Store, edition: str, backend: str, batch_size: int, durable: Durable | None = None
+    store: Store,
+    edition: str,
+    backend: str,
+    batch_size: int,
+    durable: Durable | None = None,
+    snapshot: Callable[[Store, str, str, int], int] | None = None,
 ) -> tuple[int, bool]:
     """The send for an edition: the existing one, or a new snapshot of every deliverable
-    subscriber. Returns (id, created).
+    subscriber (by `snapshot` if given: a subject test's). Returns (id, created).
 
     With `durable`, tried again while the database is away. A snapshot whose commit
     went unanswered is found on the next try, and is still ours: created.
@@ -151,6 +157,8 @@ def open_send(
         if existing is not None:
             return int(existing.id), tried
         tried = True
+        if snapshot is not None:
+            return snapshot(store, edition, backend, batch_size), True
         return store.sends.snapshot_send(edition, backend, batch_size), True
 
     if durable is None:
@@ -172,6 +180,7 @@ def deliver(
     on_progress: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
     letters: Mapping[str, Letter] | None = None,
+    subjects: Sequence[str] = (),
 ) -> SendReport:
     """Push every claimable batch of an active send through the backend, recording each step.
 
@@ -190,6 +199,8 @@ def deliver(
     stop: set by a signal handler; the batches in flight finish, then we return.
     letters: the copy for each section preference batches were cut by
         (Batch.sections); a batch whose preference is not here gets `letter`.
+    subjects: a subject test's subjects; a batch with a variant (Batch.variant)
+        goes out with that subject (send/subjects.py).
 
     A database that goes away meanwhile is waited for (policy.ledger_retry_seconds);
     past that, DatabaseUnavailable says how to resume.
@@ -226,6 +237,7 @@ def deliver(
     run = _Run(
         store, durable, backend, letter, send_id, policy, limit, on_progress, stop, letters or {}
     )
+    run.titles = Titles(subjects)
     try:
         if concurrency <= 1:
             run.work()
@@ -299,6 +311,7 @@ class _Run:
         self.since = now()
         self.left_in_doubt: set[int] = set()  # ours, left `sending` on purpose
         self.cap = rate_cap(store, send_id, policy.rate_per_second)  # shared by all workers
+        self.titles = Titles(())  # a subject test's subjects, by batch: send/subjects.py
 
     def wait_for_other_workers(self) -> None:
         """Let batches other workers claimed while we ran finish before we settle.
@@ -361,7 +374,7 @@ class _Run:
                     self.store,
                     self.durable,
                     self.backend,
-                    self.letters.get(batch.sections, self.letter),
+                    self.titles.letter(self.letters.get(batch.sections, self.letter), batch),
                     batch,
                     self.policy,
                     self.wait,

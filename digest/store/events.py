@@ -246,6 +246,7 @@ def claimed_with(store: Store, send_id: int, token: str) -> Batch | None:
                 send_batches.c.recipients,
                 send_batches.c.attempts,
                 send_batches.c.sections,
+                send_batches.c.variant,
             ).where(
                 send_batches.c.send_id == send_id,
                 send_batches.c.claim == token,

@@ -255,6 +255,7 @@ class Sends(Aggregate):
                     send_batches.c.recipients,
                     send_batches.c.attempts,
                     send_batches.c.sections,
+                    send_batches.c.variant,
                 )
             ).first()
         return None if row is None else claimed_batch(send_id, row)

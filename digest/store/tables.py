@@ -256,6 +256,9 @@ send_batches = Table(
     Column("claim", String(32)),
     # "events" when SendGrid's events settled a batch a crash had left in doubt.
     Column("settled_by", String(20)),
+    # Of a send with a subject test (store/subjects.py): which subject the batch
+    # goes out with (an index into the test's subjects); None for an ordinary send.
+    Column("variant", Integer),
 )
 
 # Recipient by recipient, for backends that deliver one message at a time (SMTP,
@@ -560,6 +563,7 @@ def claimed_batch(send_id: int, row: Any) -> Batch:
         state="sending",
         attempts=row.attempts,
         sections=row.sections,
+        variant=getattr(row, "variant", None),
     )
 
 

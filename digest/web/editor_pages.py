@@ -28,7 +28,9 @@ from digest.collect.urls import is_safe_link
 from digest.config import Settings
 from digest.errors import DigestError, NotFoundError
 from digest.rank import WEIGHTS
+from digest.send.subjects import set_test
 from digest.store import Store
+from digest.store.subjects import subject_test
 from digest.subscribers import normalise_email
 from digest.web.access import NEWSROOM_HEADERS, PREVIEW_HEADERS, Editor, Guard, newsroom_page
 from digest.web.forms import form_fields, read_body
@@ -43,7 +45,7 @@ MAX_FORM_BYTES = 16 * 1024
 #: The preview's phone width: the iPhone SE/mini's CSS width, the narrowest in common use.
 PHONE_WIDTH = 375
 #: What the page's buttons may ask for besides editor.ACTIONS.
-OTHER_ACTIONS = ("approve", "withdraw", "test", "draft")
+OTHER_ACTIONS = ("approve", "withdraw", "test", "draft", "subject_test")
 #: What an inbox shows of the preheader after the subject: some 90 characters on a
 #: phone, two lines under the subject (a desktop inbox shows what fits its one line).
 INBOX_PREHEADER = 90
@@ -147,6 +149,7 @@ def routes(settings: Settings, store: Store, pages: Pages, guard: Guard) -> list
         nav = {"earlier": earlier, "later": later, "upcoming": upcoming}
         try:
             view = await run_in_threadpool(editor.view, settings, store, name)
+            tested = await run_in_threadpool(subject_test, store, name)
         except NotFoundError:
             answer = page(
                 request, "editor_missing.html.j2", who, status=404, name=name, flash=flash, nav=nav
@@ -182,6 +185,8 @@ def routes(settings: Settings, store: Store, pages: Pages, guard: Guard) -> list
             phone_width=PHONE_WIDTH,
             weights=WEIGHTS,
             max_subject=editor.MAX_SUBJECT,
+            subject_test=tested,
+            test_share=settings.subject_tests.share,
             max_note=settings.limits.note_max_chars,
             why={out.story.url: out for out in view.edition.left_out},
             events=list(reversed(view.events)),
@@ -221,6 +226,12 @@ def routes(settings: Settings, store: Store, pages: Pages, guard: Guard) -> list
             return "approval withdrawn: the edition is a draft again", ""
         if action == "test":
             return send_test(name, ref), "test"
+        if action == "subject_test":  # one subject a line; none: no test
+            wanted = [line for line in ref.splitlines() if line.strip()]
+            test = set_test(store, name, wanted, settings.subject_tests.share)
+            if test is None:
+                return "no subject test", "edition"
+            return f"subject test of {len(test.subjects)} subjects", "edition"
         if action == "draft":
             drafted = editor.draft_if_missing(settings, store, name)
             if drafted is None:
