@@ -30,6 +30,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from stat import S_ISREG
 from urllib.parse import unquote, urlsplit
 
 from digest.config import Settings, is_picture_file
@@ -110,30 +111,36 @@ class Publisher:
         return self._done[url, width]
 
     def _publish(self, path: Path, width: int) -> str:
-        if not is_picture_file(path):
-            log.warning("picture %s is not a PNG, JPEG, GIF or WebP file; left out", path)
-            return ""
-        size = path.stat().st_size
-        if size > MAX_PICTURE_BYTES:
-            log.warning(
-                "picture %s is %d MB, over %d MB; left out",
-                path,
-                size // 2**20,
-                MAX_PICTURE_BYTES // 2**20,
-            )
-            return ""
         folder = media_dir(self.settings)
         # Each render publishes the same pictures again; resizing one took a third of a
         # render. The name published for this very file (path, inode, size, change
-        # times) and width is kept while its copy is still in the folder.
-        stat = path.stat()
+        # times) and width is kept while its copy is still in the folder: a file seen
+        # unchanged passed the checks below already, and is not opened again.
+        try:
+            info = path.stat()
+        except OSError:
+            info = None
+        if info is None or not S_ISREG(info.st_mode):
+            log.warning("picture %s is not a PNG, JPEG, GIF or WebP file; left out", path)
+            return ""
         seen = (
-            str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, width,
+            str(path), info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns, width,
             str(folder),
         )  # fmt: skip
         name = _PUBLISHED.get(seen)
         if name is not None and (folder / name).exists():
             return f"{self.settings.base_url}/media/{name}"
+        if not is_picture_file(path):
+            log.warning("picture %s is not a PNG, JPEG, GIF or WebP file; left out", path)
+            return ""
+        if info.st_size > MAX_PICTURE_BYTES:
+            log.warning(
+                "picture %s is %d MB, over %d MB; left out",
+                path,
+                info.st_size // 2**20,
+                MAX_PICTURE_BYTES // 2**20,
+            )
+            return ""
         sized = email_sized(path.read_bytes(), width)
         if sized is None:
             log.warning("picture %s could not be decoded; left out", path)
