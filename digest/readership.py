@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from digest.collect.urls import is_safe_link
-from digest.store import Store
+from digest.store import Store, subjects
 from digest.store.readership import (
     KindCount,
     TrendRow,
@@ -60,6 +60,18 @@ class PlaceFigures:
     def label(self) -> str:
         name = SLOT_NAMES.get(self.slot, self.slot)
         return name if self.slot == "lead" else f"{name} {self.position}"
+
+
+@dataclass
+class SubjectFigures:
+    """One subject of the edition's subject test: its test group and how it did."""
+
+    number: int  # 1, 2, 3 in the editor's order
+    subject: str
+    readers: int  # readers of its share of the test group
+    clicked: int  # of them, readers who clicked anything
+    click_rate: float | None
+    winner: bool
 
 
 @dataclass
@@ -98,6 +110,8 @@ class EditionReport:
     other_clicks: int = 0
     trend: list[TrendPoint] = field(default_factory=list)
     provider_events: bool = False
+    subjects: list[SubjectFigures] = field(default_factory=list)  # a subject test's
+    subject_decision: str = ""  # how its winner was chosen
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -195,7 +209,25 @@ def report(
     this = TrendRow(edition, sent.recipients, delivered, figures.unique_opens or 0,
                     unique_clicks, anonymous)  # fmt: skip
     figures.trend.append(_point(this))
+    _subject_test(store, edition, figures)
     return figures
+
+
+def _subject_test(store: Store, edition: str, figures: EditionReport) -> None:
+    """Each tested subject's figures (unique clicks of its test group, as the send chose
+    by: digest.send.subjects) and the decision, when the edition had a subject test."""
+    test = subjects.subject_test(store, edition)
+    send = store.sends.get_send(edition)
+    if test is None or test.test_batches is None or send is None:
+        return
+    groups = subjects.test_groups(store, edition, send.id)
+    clicked = subjects.unique_clicks(store, edition, send.id)
+    for i, subject in enumerate(test.subjects):
+        readers, who = groups.get(i, 0), clicked.get(i, 0)
+        figures.subjects.append(
+            SubjectFigures(i + 1, subject, readers, who, _rate(who, readers), test.winner == i)
+        )
+    figures.subject_decision = test.decision or "the winner is not chosen yet"
 
 
 def _point(row: TrendRow) -> TrendPoint:

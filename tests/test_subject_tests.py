@@ -30,9 +30,8 @@ from digest.store.events import record_events
 from digest.store.subjects import subject_tests
 
 SUBJECTS = ("Council votes on the budget", "What the budget means for you")
-#: The webhook's event record (named ReaderEvent once the event store of issue 13, item 1,
-#: is in: the same first six fields).
-Event = getattr(stored_events, "ReaderEvent", None) or stored_events.DeliveryEvent
+#: The webhook's event record: what SendGrid's click events become (store/events.py).
+Event = stored_events.ReaderEvent
 
 
 def _newsroom(
@@ -107,6 +106,20 @@ def _mailed(room: Newsroom) -> dict[str, list[tuple[int, str]]]:
     return got
 
 
+def _report_page(settings: config.Settings, store: Store) -> str:
+    from digest import readership
+    from digest.web.pages import Pages
+
+    figures = readership.report(store, EDITION)
+    assert figures is not None
+    response = Pages(settings).render(
+        "report.html.j2", root="/", who="anna", csrf_field="csrf", csrf="x", r=figures,
+        slot_names=readership.SLOT_NAMES, places_chart=readership.places_chart(figures),
+        trend_chart=readership.trend_chart(figures),
+    )  # fmt: skip
+    return bytes(response.body).decode()
+
+
 def _check_everyone_once(room: Newsroom, winner: int) -> None:
     mailed = _mailed(room)
     assert sorted(mailed) == sorted(room.emails)  # nobody lost
@@ -151,6 +164,23 @@ def test_the_subject_readers_clicked_goes_to_the_rest(tmp_path: Path, db_url: st
     _check_everyone_once(room, winner=1)
     shown = room.digest("sends", EDITION)
     assert "subject 2 won by unique click rate" in shown.stdout, shown.stdout
+    # The edition's report shows each subject's figures and the decision.
+    report = room.digest("report", EDITION, "--json")
+    assert report.returncode == 0, report.stderr
+    figures = json.loads(report.stdout)
+    tested = [(s["subject"], s["readers"], s["clicked"], s["winner"]) for s in figures["subjects"]]
+    assert tested == [(SUBJECTS[0], 15, 3, False), (SUBJECTS[1], 15, 9, True)]
+    assert figures["subject_decision"] == result.note
+    text = room.digest("report", EDITION).stdout
+    assert f"2. {SUBJECTS[1]!r}: 9 of 15 clicked (60.0%)  ← sent to the rest" in text, text
+    # ... and so does the report page (rendered as /reports/EDITION renders it).
+    store = jobs.open_store(settings)
+    try:
+        report_page = _report_page(settings, store)
+    finally:
+        store.close()
+    assert "<h2>Subject test</h2>" in report_page
+    assert "9" in report_page and "60.0%" in report_page and "sent to the rest" in report_page
 
 
 def test_without_clicks_the_first_subject_wins_and_the_send_says_so(

@@ -82,6 +82,18 @@ def report(
             table.add_row(place.label, f"{place.clicks:,}", place.title)
         console.print(table)
         console.print(f"  {f.lead_against_rest}", markup=False)
+    if f.subjects:
+        console.print("Subject test (unique click rate of each share of the test group):",
+                      markup=False)  # fmt: skip
+        for figure in f.subjects:
+            rate = "—" if figure.click_rate is None else f"{figure.click_rate:.1%}"
+            mark = "  ← sent to the rest" if figure.winner else ""
+            console.print(
+                f"  {figure.number}. {figure.subject!r}: {figure.clicked:,} of "
+                f"{figure.readers:,} clicked ({rate}){mark}",
+                markup=False,
+            )
+        console.print(f"  {f.subject_decision}", markup=False)
     if f.trend:
         console.print("Trend (click rate, oldest first):", markup=False)
         for point in f.trend:
