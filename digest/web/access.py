@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from digest.config import Settings
+from digest.web.forms import form_fields, read_body
 from digest.web.pages import Pages, root_of
 
 log = logging.getLogger("digest.web")
@@ -238,6 +239,20 @@ class Guard:
                 "try again); nothing was changed",
             )
         return None
+
+    async def read_form(
+        self, request: Request, editor: Editor, limit: int
+    ) -> dict[str, list[str]] | Response:
+        """A POST's form fields, once its body fits in `limit` bytes and check_form lets
+        it through; else the response that refuses it (413, 403)."""
+        body = await read_body(request, limit)
+        if body is None:
+            return PlainTextResponse(
+                f"form over {limit} bytes", status_code=413, headers=NEWSROOM_HEADERS
+            )
+        fields = form_fields(request.headers.get("content-type", ""), body)
+        refused = self.check_form(request, editor, fields)
+        return fields if refused is None else refused
 
     def protect(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         """The endpoint for a handler that needs an editor: the request is admitted first."""

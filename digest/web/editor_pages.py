@@ -33,7 +33,6 @@ from digest.store import Store
 from digest.store.subjects import subject_test
 from digest.subscribers import normalise_email
 from digest.web.access import NEWSROOM_HEADERS, PREVIEW_HEADERS, Editor, Guard, newsroom_page
-from digest.web.forms import form_fields, read_body
 from digest.web.notes import Notes, anchor
 from digest.web.pages import Pages
 
@@ -252,15 +251,9 @@ def routes(settings: Settings, store: Store, pages: Pages, guard: Guard) -> list
 
     async def post(request: Request, who: Editor) -> Response:
         name = request.path_params["name"]
-        body = await read_body(request, form_bytes)
-        if body is None:
-            return PlainTextResponse(
-                f"form over {form_bytes} bytes", status_code=413, headers=NEWSROOM_HEADERS
-            )
-        fields = form_fields(request.headers.get("content-type", ""), body)
-        refused = guard.check_form(request, who, fields)
-        if refused is not None:
-            return refused
+        fields = await guard.read_form(request, who, form_bytes)
+        if isinstance(fields, Response):
+            return fields
         if _day(name) is None:
             return not_an_edition(request, who, name)
         action, ref = _field(fields, "action"), _field(fields, "ref")

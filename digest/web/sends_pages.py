@@ -36,7 +36,6 @@ from digest.send.ledger import SendReport, report
 from digest.store import Store
 from digest.store.actions import SendAction, actions_of
 from digest.web.access import NEWSROOM_HEADERS, SEND_PAGE_HEADERS, Editor, Guard, newsroom_page
-from digest.web.forms import form_fields, read_body
 from digest.web.notes import Notes
 from digest.web.pages import Pages
 from digest.web.send_runs import ACTIONS, RESEND, RESUME, SendRuns
@@ -197,15 +196,9 @@ def routes(
 
     async def act(request: Request, who: Editor) -> Response:
         name = request.path_params["name"]
-        body = await read_body(request, MAX_FORM_BYTES)
-        if body is None:
-            return PlainTextResponse(
-                f"form over {MAX_FORM_BYTES} bytes", status_code=413, headers=NEWSROOM_HEADERS
-            )
-        fields = form_fields(request.headers.get("content-type", ""), body)
-        refused = guard.check_form(request, who, fields)
-        if refused is not None:
-            return refused
+        fields = await guard.read_form(request, who, MAX_FORM_BYTES)
+        if isinstance(fields, Response):
+            return fields
         action = (fields.get("action") or [""])[0]
         if action not in (PAUSE, *ACTIONS):
             return PlainTextResponse(
