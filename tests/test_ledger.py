@@ -12,7 +12,13 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
-from fakes.newsroom import EDITION, SECRET, copy_newsroom, drafted, letter, with_delivery
+from fakes.newsroom import (
+    EDITION,
+    copy_newsroom,
+    drafted_newsroom,
+    letter,
+    with_delivery,
+)
 from fakes.sendgrid_server import DEFAULT_KEY, FakeSendGrid
 
 from digest import config, jobs
@@ -39,10 +45,7 @@ def fake() -> Iterator[FakeSendGrid]:
 
 @pytest.fixture
 def settings(tmp_path_factory: pytest.TempPathFactory, db_url: str) -> Settings:
-    root = tmp_path_factory.mktemp("ledger-newsroom")
-    loaded = config.load(copy_newsroom(root), env={"DIGEST_SECRET_KEY": SECRET})
-    loaded = replace(loaded, database_url=db_url)
-    drafted(loaded)
+    loaded = drafted_newsroom(tmp_path_factory.mktemp("ledger-newsroom"), db_url)
     return with_delivery(loaded, batch_size=10)
 
 

@@ -15,13 +15,11 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import replace
 
 import pytest
-from fakes.newsroom import EDITION, SECRET, copy_newsroom, drafted, letter
+from fakes.newsroom import EDITION, drafted_newsroom, letter
 from fakes.sendgrid_server import DEFAULT_KEY, FakeSendGrid
 
-from digest import config
 from digest.config import Settings
 from digest.models import Batch, Recipient
 from digest.send.base import Letter, PushResult
@@ -50,10 +48,7 @@ def fake() -> Iterator[FakeSendGrid]:
 
 @pytest.fixture
 def settings(tmp_path_factory: pytest.TempPathFactory, db_url: str) -> Settings:
-    root = tmp_path_factory.mktemp("ratecap-newsroom")
-    loaded = config.load(copy_newsroom(root), env={"DIGEST_SECRET_KEY": SECRET})
-    loaded = replace(loaded, database_url=db_url)
-    drafted(loaded)
+    loaded = drafted_newsroom(tmp_path_factory.mktemp("ratecap-newsroom"), db_url)
     return loaded
 
 

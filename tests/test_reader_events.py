@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fakes.newsroom import EDITION, SECRET, copy_newsroom, drafted, with_delivery
+from fakes.newsroom import EDITION, SECRET, copy_newsroom, drafted_newsroom, with_delivery
 from fakes.sendgrid_server import DEFAULT_KEY, FakeSendGrid
 from fakes.sendgrid_webhook import WebhookKey
 from sqlalchemy import func, select
@@ -44,10 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def settings(tmp_path_factory: pytest.TempPathFactory, db_url: str) -> Settings:
-    root = tmp_path_factory.mktemp("report-newsroom")
-    loaded = config.load(copy_newsroom(root), env={"DIGEST_SECRET_KEY": SECRET})
-    loaded = replace(loaded, database_url=db_url)
-    drafted(loaded)
+    loaded = drafted_newsroom(tmp_path_factory.mktemp("report-newsroom"), db_url)
     return with_delivery(loaded, batch_size=10, retry_base_delay=0.01)
 
 

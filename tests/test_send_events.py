@@ -15,13 +15,18 @@ from typing import Any
 
 import httpx
 import pytest
-from fakes.newsroom import EDITION, SECRET, copy_newsroom, drafted, letter, with_delivery
+from fakes.newsroom import (
+    EDITION,
+    drafted_newsroom,
+    letter,
+    with_delivery,
+)
 from fakes.sendgrid_server import DEFAULT_KEY, FakeSendGrid
 from fakes.sendgrid_webhook import EventPoster, WebhookKey
 from sqlalchemy import func, select
 from test_web import serving
 
-from digest import config, jobs
+from digest import jobs
 from digest.config import Settings
 from digest.models import Subscriber
 from digest.send.sendgrid import SendGridBackend
@@ -35,10 +40,7 @@ READERS = [Subscriber(f"reader{i:03d}@example.org", f"Reader {i}") for i in rang
 
 @pytest.fixture
 def settings(tmp_path_factory: pytest.TempPathFactory, db_url: str) -> Settings:
-    root = tmp_path_factory.mktemp("events-newsroom")
-    loaded = config.load(copy_newsroom(root), env={"DIGEST_SECRET_KEY": SECRET})
-    loaded = replace(loaded, database_url=db_url)
-    drafted(loaded)
+    loaded = drafted_newsroom(tmp_path_factory.mktemp("events-newsroom"), db_url)
     return with_delivery(loaded, batch_size=10, retry_base_delay=0.01)
 
 

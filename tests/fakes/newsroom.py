@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
-from digest import jobs
+from digest import config, jobs
 from digest.config import Settings
 from digest.send import letter_for
 from digest.send.base import Letter
@@ -43,6 +43,15 @@ def letter(settings: Settings) -> Letter:
         return letter_for(settings, jobs.render_edition(settings, store, EDITION))
     finally:
         store.close()
+
+
+def drafted_newsroom(folder: Path, db_url: str) -> Settings:
+    """The sample newsroom copied into `folder`, on the database `db_url`, with the
+    2025-12-05 edition drafted: what the send tests start from."""
+    loaded = config.load(copy_newsroom(folder), env={"DIGEST_SECRET_KEY": SECRET})
+    loaded = replace(loaded, database_url=db_url)
+    drafted(loaded)
+    return loaded
 
 
 def with_delivery(settings: Settings, **changes: object) -> Settings:
