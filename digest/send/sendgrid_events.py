@@ -413,18 +413,3 @@ def write(store: Store, received: Received) -> EventReport:
         len(report.rejected),
     )
     return report
-
-
-def receive(
-    store: Store,
-    verifier: Verifier,
-    body: bytes,
-    signature: str | None,
-    timestamp: str | None,
-    *,
-    asm_group_id: int | None = None,
-    now: float | None = None,
-) -> EventReport:
-    """One webhook request, start to end: verify, parse, suppress, keep the events."""
-    received = read(verifier, body, signature, timestamp, asm_group_id=asm_group_id, now=now)
-    return write(store, received)
