@@ -157,6 +157,22 @@ def _cached_environment(templates: str, autoescape: bool, translations: Any) -> 
     return env
 
 
+#: premailer's settings. Its defaults would fetch remote CSS, drop the <style> blocks that
+#: hold the media queries and strip !important that those queries need. Nor may it turn
+#: inlined CSS into width/height attributes: it rewrote MJML's width="600" on every
+#: picture to width="100%" height="auto", and Outlook for Windows sizes a picture by
+#: that attribute alone (MJML docs, mj-image; caniemail "width").
+INLINER_OPTIONS: dict[str, Any] = {
+    "disable_basic_attributes": ["width", "height"],
+    "allow_network": False,
+    "keep_style_tags": True,
+    "strip_important": False,
+    "remove_classes": False,
+    "disable_validation": True,
+    "cssutils_logging_level": logging.CRITICAL,
+}
+
+
 class _Inliner(Premailer):
     """premailer, with what it works out from a style block kept for the next render.
 
@@ -318,20 +334,9 @@ def render(settings: Settings, edition: Edition) -> RenderedEdition:
         raw_html = mjml2html(_mjml_safe(mjml_source), disable_comments=True, fonts={})
     except Exception as exc:  # mjml-python raises plain exceptions from Rust
         raise RenderError(f"{templates / 'digest.mjml.j2'}: MJML error: {exc}") from None
-    # premailer's defaults would fetch remote CSS, drop the <style> blocks that
-    # hold the media queries and strip !important that those queries need. Nor may it
-    # turn inlined CSS into width/height attributes: it rewrote MJML's width="600" on
-    # every picture to width="100%" height="auto", and Outlook for Windows sizes a
-    # picture by that attribute alone (MJML docs, mj-image; caniemail "width").
     html = _Inliner(
         raw_html,
-        disable_basic_attributes=["width", "height"],
-        allow_network=False,
-        keep_style_tags=True,
-        strip_important=False,
-        remove_classes=False,
-        disable_validation=True,
-        cssutils_logging_level=logging.CRITICAL,
+        **INLINER_OPTIONS,
         # Its align= for a floated picture parses every <img>'s style with cssutils,
         # uncached (a fifth of its time); only a style that says "float" can need it.
         align_floating_images="float" in raw_html,

@@ -4,7 +4,6 @@ gives the very output the uncached path gives."""
 
 from __future__ import annotations
 
-import logging
 import shutil
 from dataclasses import replace
 from datetime import date
@@ -94,16 +93,7 @@ def test_the_kept_style_rules_inline_exactly_as_premailer_does(
     render._STYLE_RULES.clear()
     again = render.render(settings, sample_edition)
     assert again.html == out.html  # kept rules, first and second time alike
-    plain = Premailer(
-        captured[0],
-        disable_basic_attributes=["width", "height"],
-        allow_network=False,
-        keep_style_tags=True,
-        strip_important=False,
-        remove_classes=False,
-        disable_validation=True,
-        cssutils_logging_level=logging.CRITICAL,
-    ).transform()
+    plain = Premailer(captured[0], **render.INLINER_OPTIONS).transform()
     assert out.html.removeprefix("<!doctype html>\n") == plain.removeprefix("<!doctype html>\n")
     assert "@media" in out.html and "!important" in out.html
 
