@@ -42,12 +42,11 @@ import uuid
 from datetime import date
 from pathlib import Path
 
-from bench_send import bare_bodies
-from measure import DIGEST, ROOT, Row, postgres_url, quick, sample_newsroom
+from bench_send import bare_bodies, newsroom as send_newsroom
+from measure import DIGEST, ROOT, Row, postgres_url, quick
 from sqlalchemy import create_engine, text
 
-from digest import config, jobs
-from digest.models import Subscriber
+from digest import config
 from digest.send.ledger import open_send
 from digest.store import Store
 
@@ -78,29 +77,11 @@ def drop(base: str, url: str) -> None:
 
 
 def newsroom(folder: Path, url: str, recipients: int) -> tuple[config.Settings, dict[str, str]]:
-    config_path = sample_newsroom(folder)
-    env = {
-        **os.environ,
-        "DIGEST_DATABASE_URL": url,
-        "DIGEST_SECRET_KEY": "bench-secret",
-        "SENDGRID_API_KEY": KEY,
-        "DIGEST_BACKEND": "sendgrid",
-    }
-    settings = config.load(config_path, env=env)
-    store = jobs.open_store(settings)
-    jobs.collect(settings, store)
-    jobs.draft(settings, store, DAY)
-    chunk = 10_000
-    for start in range(0, recipients, chunk):
-        store.subscribers.import_subscribers(
-            [
-                Subscriber(f"reader{i:07d}@example{i % 97}.com", f"Reader Number {i}")
-                for i in range(start, min(start + chunk, recipients))
-            ]
-        )
-    store.close()
-    env["DIGEST_CONFIG"] = str(config_path)
-    return settings, env
+    """bench_send's newsroom (an edition drafted, `recipients` readers), sent through
+    SendGrid by whichever `digest worker` claims a batch."""
+    config_path, env = send_newsroom(folder, recipients, url)
+    env = {**env, "DIGEST_BACKEND": "sendgrid", "DIGEST_CONFIG": str(config_path)}
+    return config.load(config_path, env=env), env
 
 
 def fresh_send(settings: config.Settings) -> None:
