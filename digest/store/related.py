@@ -153,14 +153,8 @@ class RelatedIndex(Aggregate):
                 day_counts[day] += 1
                 for term in posted:
                     term_counts[term, day] += 1
-            _add_counts(
-                conn,
-                "term_days (term, day, stories)",
-                "term, day",
-                sorted((t, d, n) for (t, d), n in term_counts.items() if n),
-            )
-            _add_counts(conn, "index_days (day, stories)", "day",
-                        sorted((d, n) for d, n in day_counts.items() if n))  # fmt: skip
+            _add_counts(conn, term_days, [(*k, n) for k, n in term_counts.items() if n])
+            _add_counts(conn, index_days, [(d, n) for d, n in day_counts.items() if n])
             conn.execute(
                 story_index.insert(),
                 [
@@ -276,17 +270,19 @@ class RelatedIndex(Aggregate):
         return found
 
 
-def _add_counts(conn: Connection, into: str, key: str, rows: list[tuple[Any, ...]]) -> None:
-    """Add to day counts (the last value of each row), inserting the rows not there yet.
-    In key order, so two writers on PostgreSQL lock the rows in one order."""
+def _add_counts(conn: Connection, table: Table, rows: list[tuple[Any, ...]]) -> None:
+    """Add each row's count (its last value, the `stories` column) to the table's row of
+    that key, inserting the rows not there yet. In key order, so two writers on
+    PostgreSQL lock the rows in one order."""
     if not rows:
         return
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    marks = ", ".join([mark] * len(rows[0]))
-    table = into.split(" ", 1)[0]
+    columns = ", ".join(table.c.keys())
+    key = ", ".join(table.primary_key.columns.keys())
     upsert = (
-        f"INSERT INTO {into} VALUES ({marks}) ON CONFLICT ({key}) "
-        f"DO UPDATE SET stories = {table}.stories + excluded.stories"
+        f"INSERT INTO {table.name} ({columns}) VALUES ({', '.join([mark] * len(table.c))}) "
+        f"ON CONFLICT ({key}) DO UPDATE SET stories = {table.name}.stories + excluded.stories"
     )
-    for i in range(0, len(rows), 5000):
-        conn.exec_driver_sql(upsert, rows[i : i + 5000])
+    ordered = sorted(rows)
+    for i in range(0, len(ordered), 5000):
+        conn.exec_driver_sql(upsert, ordered[i : i + 5000])
